@@ -1,0 +1,228 @@
+/**
+ * Builds the Sallyport Koa application from its parts. No I/O happens at import time;
+ * `createApp` connects to the store, loads (or creates) signing keys, applies the
+ * declarative config and returns the app with a `close()` for graceful shutdown.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import Koa, { type Context, type Next } from 'koa';
+import Router from '@koa/router';
+import type Provider from 'oidc-provider';
+import type { Logger } from 'pino';
+import { createPasswordAuthenticator } from './accounts/authenticate.ts';
+import { applyDeclaredClients, applyDeclaredUsers } from './config/apply.ts';
+import type { Config } from './config/schema.ts';
+import { AppError } from './errors.ts';
+import { createCsrf } from './interactions/csrf.ts';
+import { createInteractionRoutes } from './interactions/routes.ts';
+import { createProvider } from './oidc/provider.ts';
+import { loadOrCreateSigningKeys } from './oidc/signing-keys.ts';
+import { StoreUnavailableError, type KeyValueStore } from './storage/contract.ts';
+import { createStore } from './storage/index.ts';
+import { createKeys, type Keys } from './storage/keys.ts';
+import { createUserStore, type UserStore } from './storage/user-store.ts';
+import { html } from './views/html.ts';
+import { renderPage } from './views/layout.ts';
+import { errorPage } from './views/pages.ts';
+
+export interface SallyportApp {
+  app: Koa;
+  provider: Provider;
+  store: KeyValueStore;
+  keys: Keys;
+  users: UserStore;
+  config: Config;
+  /** Release the store (the HTTP server is closed by its owner first). */
+  close(): Promise<void>;
+}
+
+export interface AppOptions {
+  logger: Logger;
+  /** An existing store (tests share one); otherwise created from `config.storage`. */
+  store?: KeyValueStore;
+}
+
+const STYLESHEET = new URL('./views/static/sallyport.css', import.meta.url);
+
+export async function createApp(config: Config, options: AppOptions): Promise<SallyportApp> {
+  const { logger } = options;
+  const store = options.store ?? (await createStore(config.storage));
+  try {
+    const keys = createKeys(config.storage.prefix);
+    const users = createUserStore(store, keys);
+    const signingKeys = await loadOrCreateSigningKeys(store, keys);
+    const provider = createProvider({ config, store, keys, users, signingKeys });
+    await applyDeclaredClients(config, provider, store, keys);
+    await applyDeclaredUsers(config, users);
+
+    const app = new Koa({ proxy: config.trustProxy });
+    app.keys = config.cookies.keys as string[];
+    assertSameCookieKeys(app, provider);
+    app.silent = true;
+
+    app.use(requestContext(logger));
+    app.use(securityHeaders);
+    app.use(errorHandler);
+
+    const csrf = createCsrf(config.cookies.keys);
+    const authenticate = createPasswordAuthenticator({ store, keys, users, lockout: config.login.lockout });
+    const interactions = createInteractionRoutes({ provider, config, users, authenticate, csrf });
+    app.use(interactions.routes());
+    app.use(interactions.allowedMethods());
+
+    const site = createSiteRoutes(config, store);
+    app.use(site.routes());
+    app.use(site.allowedMethods());
+
+    provider.on('server_error', (ctx: Context, err: Error) => {
+      (ctx.state['logger'] as Logger | undefined ?? logger).error({ err }, 'provider server_error');
+    });
+    // koa-mount's behaviour without the dependency: the provider's middleware runs in
+    // our context, so our middleware above sees ctx.oidc after the provider handled a
+    // request, and paths the provider does not route fall through to the 404 below.
+    app.use(composeProvider(provider));
+    app.use(notFound);
+
+    return {
+      app,
+      provider,
+      store,
+      keys,
+      users,
+      config,
+      close: async () => {
+        if (!options.store) await store.close();
+      },
+    };
+  } catch (err) {
+    if (!options.store) await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Some provider cookies are signed with the Koa app's keys and others with the
+ * provider's; if they differ, interactions fail with "interaction session id cookie
+ * not found" long after start-up. Refuse to start instead.
+ */
+function assertSameCookieKeys(app: Koa, provider: Provider): void {
+  const providerKeys = (provider as unknown as { keys?: string[] }).keys ?? [];
+  const appKeys = (app.keys as string[] | undefined) ?? [];
+  if (providerKeys.length === 0 || providerKeys.length !== appKeys.length || providerKeys.some((k, i) => k !== appKeys[i])) {
+    throw new Error('cookie keys of the application and of the OpenID provider differ; they must be one list');
+  }
+}
+
+function composeProvider(provider: Provider) {
+  const middleware = provider.middleware as Array<(ctx: Context, next: Next) => Promise<unknown>>;
+  return (ctx: Context, next: Next) => {
+    const dispatch = (i: number): Promise<unknown> => {
+      const fn = i === middleware.length ? next : middleware[i]!;
+      return Promise.resolve(fn(ctx, () => dispatch(i + 1)));
+    };
+    return dispatch(0);
+  };
+}
+
+function requestContext(logger: Logger) {
+  return async (ctx: Context, next: Next) => {
+    const incoming = ctx.get('x-request-id');
+    const requestId = /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+    ctx.state['requestId'] = requestId;
+    ctx.state['logger'] = logger.child({ requestId });
+    ctx.set('x-request-id', requestId);
+    await next();
+  };
+}
+
+/**
+ * Headers for every response. The CSP carries a per-request nonce for the one inline
+ * script we emit (logout auto-submit); oidc-provider appends hashes of its own inline
+ * scripts to `script-src`. There is deliberately no `form-action`: browsers apply it to
+ * the redirects after a form post, which would break logout chaining to other origins.
+ */
+async function securityHeaders(ctx: Context, next: Next) {
+  const nonce = randomBytes(16).toString('base64');
+  ctx.state['cspNonce'] = nonce;
+  ctx.set('content-security-policy', `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'self'; img-src 'self' https: data:; base-uri 'none'; frame-ancestors 'none'`);
+  ctx.set('x-content-type-options', 'nosniff');
+  ctx.set('referrer-policy', 'no-referrer');
+  ctx.set('x-frame-options', 'DENY');
+  ctx.set('cross-origin-opener-policy', 'same-origin');
+  if (ctx.secure) ctx.set('strict-transport-security', 'max-age=31536000');
+  await next();
+}
+
+/** Errors from our own routes: a readable page (or JSON for API callers), never a stack trace. */
+async function errorHandler(ctx: Context, next: Next) {
+  try {
+    await next();
+  } catch (err) {
+    const log = ctx.state['logger'] as Logger;
+    let status = 500;
+    let title = 'Something went wrong';
+    let message = 'An unexpected error occurred. Please try again later.';
+    let code = 'server_error';
+    if (err instanceof AppError) {
+      ({ status, code } = err);
+      message = err.publicMessage;
+      title = status === 403 ? 'Request refused' : status === 404 ? 'Not found' : status === 413 ? 'Too large' : 'Sign-in could not continue';
+      if (err.detail || status >= 500) log.warn({ code, detail: err.detail }, message);
+    } else if (err instanceof StoreUnavailableError) {
+      status = 503;
+      code = 'temporarily_unavailable';
+      title = 'Temporarily unavailable';
+      message = 'Sallyport cannot reach its storage right now. Please try again in a moment.';
+      ctx.set('retry-after', '5');
+      log.error({ err }, 'store unavailable');
+    } else {
+      log.error({ err }, 'unhandled error');
+    }
+    ctx.status = status;
+    if (ctx.accepts('html', 'json') === 'json') {
+      ctx.body = { error: code, message };
+    } else {
+      ctx.type = 'html';
+      ctx.body = errorPage({ status, title, message, requestId: String(ctx.state['requestId']) });
+    }
+  }
+}
+
+async function notFound(ctx: Context) {
+  ctx.status = 404;
+  ctx.type = 'html';
+  ctx.body = errorPage({ status: 404, title: 'Not found', message: 'There is nothing at this address.', requestId: String(ctx.state['requestId']) });
+}
+
+function createSiteRoutes(config: Config, store: KeyValueStore): Router {
+  const router = new Router();
+  let stylesheet: Promise<Buffer> | undefined;
+  router.get('/static/sallyport.css', async (ctx) => {
+    stylesheet ??= readFile(STYLESHEET);
+    ctx.type = 'text/css';
+    ctx.set('cache-control', 'public, max-age=3600');
+    ctx.body = await stylesheet;
+  });
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', async (ctx) => {
+    try {
+      await store.ping();
+      ctx.body = { status: 'ready', store: store.kind };
+    } catch {
+      ctx.status = 503;
+      ctx.set('retry-after', '5');
+      ctx.body = { status: 'unavailable', store: store.kind };
+    }
+  });
+  router.get('/', (ctx) => {
+    const discovery = `${config.issuer}/.well-known/openid-configuration`;
+    ctx.type = 'html';
+    ctx.body = renderPage({
+      title: 'Sallyport',
+      main: html`<h1>Sallyport</h1><p>This is an OpenID Connect provider. Applications find its configuration at <a href="${discovery}">${discovery}</a>.</p>`,
+    });
+  });
+  return router;
+}

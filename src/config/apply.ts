@@ -1,0 +1,84 @@
+/**
+ * Declarative configuration: clients and users listed in the config file are written to
+ * the store at start-up (like Dex's static config), so the rest of the server — and
+ * later the admin API — sees one source of records. A client removed from the file is
+ * removed from the store; records created through other means are never touched.
+ */
+import type Provider from 'oidc-provider';
+import { hashPassword, verifyPassword } from '../accounts/passwords.ts';
+import type { KeyValueStore } from '../storage/contract.ts';
+import type { Keys } from '../storage/keys.ts';
+import type { UserStore } from '../storage/user-store.ts';
+import { ConfigError } from './load.ts';
+import type { Config } from './schema.ts';
+
+export async function applyDeclaredClients(config: Config, provider: Provider, store: KeyValueStore, keys: Keys): Promise<void> {
+  const problems: string[] = [];
+  const metadata = config.clients.map((c) => {
+    const { require_pkce, first_party, ...standard } = structuredClone(c) as Record<string, unknown> & typeof c;
+    return {
+      ...standard,
+      ...(require_pkce === undefined ? {} : { require_pkce }),
+      ...(first_party === undefined ? {} : { first_party }),
+    };
+  });
+  // Validate every client before writing any, so a bad file changes nothing.
+  for (const [i, m] of metadata.entries()) {
+    try {
+      await provider.Client.validate(m as never);
+    } catch (err) {
+      const e = err as { error_description?: string; message: string };
+      problems.push(`clients[${i}] (${m.client_id}): ${e.error_description ?? e.message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError('clients', problems);
+
+  // The Client model's adapter is the provider's client lookup: writing through it is
+  // what makes a client visible (to every instance, on the next request).
+  const adapter = (provider.Client as unknown as { adapter: { upsert(id: string, p: object): Promise<void>; destroy(id: string): Promise<void> } }).adapter;
+
+  const managedKey = keys.declaredClients();
+  const previous = new Set(await store.sMembers(managedKey));
+  for (const m of metadata) {
+    // Mark as declared before writing, so a crash never leaves an unmarked copy behind.
+    await store.sAdd(managedKey, m.client_id);
+    await adapter.upsert(m.client_id, m);
+    previous.delete(m.client_id);
+  }
+  for (const removed of previous) {
+    await adapter.destroy(removed);
+    await store.sRem(managedKey, removed);
+  }
+}
+
+export async function applyDeclaredUsers(config: Config, users: UserStore): Promise<void> {
+  for (const declared of config.users) {
+    const existing = await users.getUserByUsername(declared.username);
+    // Keep the stored hash when the declared password still matches it: re-hashing on
+    // every start would change the record on every instance for nothing.
+    let passwordHash = declared.passwordHash;
+    if (declared.password) {
+      passwordHash =
+        existing?.passwordHash && (await verifyPassword(declared.password, existing.passwordHash))
+          ? existing.passwordHash
+          : await hashPassword(declared.password);
+    }
+    const fields = {
+      username: declared.username,
+      emailVerified: declared.emailVerified,
+      groups: [...declared.groups],
+      disabled: false,
+      source: 'config' as const,
+      ...(declared.email ? { email: declared.email } : {}),
+      ...(declared.name ? { name: declared.name } : {}),
+      ...(declared.givenName ? { givenName: declared.givenName } : {}),
+      ...(declared.familyName ? { familyName: declared.familyName } : {}),
+      ...(passwordHash ? { passwordHash } : {}),
+    };
+    if (existing) {
+      await users.updateUser(existing.id, (current) => ({ ...fields, disabled: current.disabled }));
+    } else {
+      await users.createUser(fields);
+    }
+  }
+}
