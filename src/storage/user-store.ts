@@ -1,9 +1,10 @@
 /**
  * User records: local accounts (and, later, accounts provisioned from upstream IdPs).
  *
- * Uniqueness of usernames is an index key claimed with SET NX before the record is
- * written; a crash between the two leaves an index entry without a record, which the
- * next claim detects and takes over, so nothing half-written can block a username.
+ * Uniqueness of usernames is an index key claimed with SET NX right after the record is
+ * written. An index entry whose record is gone (a delete interrupted half-way) is
+ * detected and taken over by the next claim, so nothing half-written can block a
+ * username.
  */
 import { randomUUID } from 'node:crypto';
 import { conflict, notFound, preconditionFailed } from '../errors.ts';
@@ -80,17 +81,21 @@ export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
     async createUser(input) {
       const now = new Date().toISOString();
       const user: User = { ...input, id: input.id ?? randomUUID(), createdAt: now, updatedAt: now, version: 1 };
-      await claimUsername(user.username, user.id);
+      // The record is written first under its fresh id, then the username is claimed.
+      // So an index entry always points at a record that existed: a dangling one can
+      // only be left by a delete, and may be taken over; a create in flight cannot be.
+      if (!(await store.set(keys.user(user.id), encodeRecord(user), { ifAbsent: true }))) {
+        throw conflict(`user id "${user.id}" exists`, 'id');
+      }
       try {
+        await claimUsername(user.username, user.id);
         if (user.email) await store.sAdd(keys.usersByEmail(user.email), user.id);
         await store.sAdd(keys.userIndex(), user.id);
-        if (!(await store.set(keys.user(user.id), encodeRecord(user), { ifAbsent: true }))) {
-          throw conflict(`user id "${user.id}" exists`, 'id');
-        }
       } catch (err) {
-        // Roll back the index entries so a failed create leaves nothing behind.
+        // Roll back so a failed create leaves nothing behind.
         await store.delIfEquals(keys.userByName(user.username), user.id);
         if (user.email) await store.sRem(keys.usersByEmail(user.email), user.id);
+        await store.del(keys.user(user.id));
         throw err;
       }
       return user;
