@@ -53,32 +53,52 @@ export async function applyDeclaredClients(config: Config, provider: Provider, s
 
 export async function applyDeclaredUsers(config: Config, users: UserStore): Promise<void> {
   for (const declared of config.users) {
-    const existing = await users.getUserByUsername(declared.username);
-    // Keep the stored hash when the declared password still matches it: re-hashing on
-    // every start would change the record on every instance for nothing.
-    let passwordHash = declared.passwordHash;
-    if (declared.password) {
-      passwordHash =
-        existing?.passwordHash && (await verifyPassword(declared.password, existing.passwordHash))
-          ? existing.passwordHash
-          : await hashPassword(declared.password);
+    // Instances starting together apply the same file: losing a create or update race
+    // to another instance just means reading its result and applying again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await applyDeclaredUser(declared, users);
+        break;
+      } catch (err) {
+        const status = (err as { status?: number }).status;
+        if (attempt >= 3 || (status !== 409 && status !== 412)) throw err;
+      }
     }
-    const fields = {
-      username: declared.username,
-      emailVerified: declared.emailVerified,
-      groups: [...declared.groups],
-      disabled: false,
-      source: 'config' as const,
-      ...(declared.email ? { email: declared.email } : {}),
-      ...(declared.name ? { name: declared.name } : {}),
-      ...(declared.givenName ? { givenName: declared.givenName } : {}),
-      ...(declared.familyName ? { familyName: declared.familyName } : {}),
-      ...(passwordHash ? { passwordHash } : {}),
-    };
-    if (existing) {
-      await users.updateUser(existing.id, (current) => ({ ...fields, disabled: current.disabled }));
-    } else {
-      await users.createUser(fields);
-    }
+  }
+}
+
+async function applyDeclaredUser(declared: Config['users'][number], users: UserStore): Promise<void> {
+  const existing = await users.getUserByUsername(declared.username);
+  // Keep the stored hash when the declared password still matches it: re-hashing on
+  // every start would change the record on every instance for nothing.
+  let passwordHash = declared.passwordHash;
+  if (declared.password) {
+    passwordHash =
+      existing?.passwordHash && (await verifyPassword(declared.password, existing.passwordHash))
+        ? existing.passwordHash
+        : await hashPassword(declared.password);
+  }
+  const fields = {
+    username: declared.username,
+    emailVerified: declared.emailVerified,
+    groups: [...declared.groups],
+    disabled: false,
+    source: 'config' as const,
+    ...(declared.email ? { email: declared.email } : {}),
+    ...(declared.name ? { name: declared.name } : {}),
+    ...(declared.givenName ? { givenName: declared.givenName } : {}),
+    ...(declared.familyName ? { familyName: declared.familyName } : {}),
+    ...(passwordHash ? { passwordHash } : {}),
+  };
+  if (existing) {
+    // Unchanged declarations write nothing (no version bump on every restart); the
+    // enabled/disabled state belongs to operators, not to the file.
+    const unchanged = Object.entries(fields).every(
+      ([k, v]) => k === 'disabled' || JSON.stringify(existing[k as keyof typeof existing]) === JSON.stringify(v),
+    );
+    if (unchanged) return;
+    await users.updateUser(existing.id, (current) => ({ ...fields, disabled: current.disabled }), existing.version);
+  } else {
+    await users.createUser(fields);
   }
 }

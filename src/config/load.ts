@@ -75,7 +75,16 @@ function applyEnvOverrides(raw: unknown, env: Record<string, string | undefined>
   if (port !== undefined && port !== '') {
     const n = Number(port);
     if (!Number.isInteger(n) || n < 0 || n > 65535) problems.push(`PORT: expected a port number, got "${port}"`);
-    else out['listen'] = { ...(out['listen'] as object | undefined), port: n };
+    else {
+      out['listen'] = { ...(out['listen'] as object | undefined), port: n };
+      // A local issuer follows the port, so `PORT=4000 npm start` just works; a public
+      // issuer (behind a proxy) is never rewritten.
+      const issuer = typeof out['issuer'] === 'string' ? URL.parse(out['issuer']) : null;
+      if (!env['ISSUER'] && issuer && issuer.protocol === 'http:' && isLoopbackHost(issuer.hostname) && n !== 0) {
+        issuer.port = String(n);
+        out['issuer'] = issuer.origin;
+      }
+    }
   }
   if (env['ISSUER']) out['issuer'] = env['ISSUER'];
   if (env['REDIS_URL']) {

@@ -1,0 +1,162 @@
+/**
+ * The oidc-provider adapter and the user store, on a given backend. Both are written
+ * once on the key/value contract; this suite proves they behave on every backend.
+ */
+import { describe, expect, it } from 'vitest';
+import type { KeyValueStore } from '../../src/storage/contract.ts';
+import { createKeys } from '../../src/storage/keys.ts';
+import { createAdapterFactory } from '../../src/oidc/adapter.ts';
+import { createUserStore, type NewUser } from '../../src/storage/user-store.ts';
+
+export function describeDomainStoreConformance(name: string, makeStore: () => Promise<{ store: KeyValueStore; prefix: string }>) {
+  describe(`oidc adapter on ${name}`, () => {
+    async function setup() {
+      const { store, prefix } = await makeStore();
+      const keys = createKeys(prefix);
+      return { store, keys, adapter: createAdapterFactory(store, keys) };
+    }
+
+    it('upserts and finds a payload, with a TTL on every key it writes', async () => {
+      const { store, keys, adapter } = await setup();
+      await adapter('AccessToken').upsert('at1', { jti: 'at1', grantId: 'g1', kind: 'AccessToken', exp: 1 }, 3600);
+      expect(await adapter('AccessToken').find('at1')).toMatchObject({ jti: 'at1', grantId: 'g1' });
+      expect(await adapter('AccessToken').find('missing')).toBeUndefined();
+      const ttl = await store.ttl(keys.oidcModel('AccessToken', 'at1'));
+      expect(ttl).toBeGreaterThan(3600);
+      expect(ttl).toBeLessThanOrEqual(3660);
+      expect(await store.ttl(keys.oidcGrantIndex('g1'))).toBeGreaterThan(3600);
+      // Records are versioned.
+      expect((await store.hGetAll(keys.oidcModel('AccessToken', 'at1')))?.['v']).toBe('1');
+    });
+
+    it('consume is atomic: exactly one of many concurrent consumers wins, the rest get invalid_grant', async () => {
+      const { adapter } = await setup();
+      const codes = adapter('AuthorizationCode');
+      await codes.upsert('c1', { jti: 'c1', grantId: 'g2', kind: 'AuthorizationCode' }, 60);
+      const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => codes.consume('c1')));
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+      for (const o of outcomes.filter((o) => o.status === 'rejected')) {
+        expect((o as PromiseRejectedResult).reason).toMatchObject({ error: 'invalid_grant' });
+      }
+      expect((await codes.find('c1'))?.consumed).toBeTruthy();
+    });
+
+    it('consume of a missing record fails and creates nothing', async () => {
+      const { store, keys, adapter } = await setup();
+      await expect(adapter('PushedAuthorizationRequest').consume('nope')).rejects.toMatchObject({ error: 'invalid_grant' });
+      expect(await store.ttl(keys.oidcModel('PushedAuthorizationRequest', 'nope'))).toBe(-2);
+    });
+
+    it('revokeByGrantId removes every token of the grant and nothing else', async () => {
+      const { adapter } = await setup();
+      await adapter('AccessToken').upsert('a1', { jti: 'a1', grantId: 'gx' }, 600);
+      await adapter('RefreshToken').upsert('r1', { jti: 'r1', grantId: 'gx' }, 600);
+      await adapter('AuthorizationCode').upsert('c1', { jti: 'c1', grantId: 'gx' }, 60);
+      await adapter('AccessToken').upsert('other', { jti: 'other', grantId: 'gy' }, 600);
+      await adapter('AccessToken').revokeByGrantId('gx');
+      expect(await adapter('AccessToken').find('a1')).toBeUndefined();
+      expect(await adapter('RefreshToken').find('r1')).toBeUndefined();
+      expect(await adapter('AuthorizationCode').find('c1')).toBeUndefined();
+      expect(await adapter('AccessToken').find('other')).toBeDefined();
+      // Called again for another model (as oidc-provider does): harmless.
+      await adapter('RefreshToken').revokeByGrantId('gx');
+    });
+
+    it('finds sessions by uid, follows re-keying on sign-in, and indexes them by account', async () => {
+      const { store, keys, adapter } = await setup();
+      const sessions = adapter('Session');
+      await sessions.upsert('jti-1', { jti: 'jti-1', uid: 'uid-1', kind: 'Session' }, 600);
+      expect(await sessions.findByUid!('uid-1')).toMatchObject({ jti: 'jti-1' });
+      // Sign-in gives the session a new id (cookie value) but keeps its uid.
+      await sessions.upsert('jti-2', { jti: 'jti-2', uid: 'uid-1', accountId: 'acc-1', kind: 'Session' }, 600);
+      await sessions.destroy('jti-1');
+      expect(await sessions.findByUid!('uid-1')).toMatchObject({ jti: 'jti-2', accountId: 'acc-1' });
+      expect(await store.sMembers(keys.accountSessions('acc-1'))).toEqual(['uid-1']);
+      await sessions.destroy('jti-2');
+      expect(await sessions.findByUid!('uid-1')).toBeUndefined();
+    });
+
+    it('stores clients without expiry and indexes them for listing', async () => {
+      const { store, keys, adapter } = await setup();
+      await adapter('Client').upsert('cl1', { client_id: 'cl1', client_secret: 'x' });
+      expect(await store.ttl(keys.oidcModel('Client', 'cl1'))).toBe(-1);
+      expect(await store.sMembers(keys.clientIndex())).toContain('cl1');
+      await adapter('Client').destroy('cl1');
+      expect(await adapter('Client').find('cl1')).toBeUndefined();
+      expect(await store.sMembers(keys.clientIndex())).not.toContain('cl1');
+    });
+  });
+
+  describe(`user store on ${name}`, () => {
+    async function setup() {
+      const { store, prefix } = await makeStore();
+      const keys = createKeys(prefix);
+      return { store, keys, users: createUserStore(store, keys) };
+    }
+    const alice = (overrides: Partial<NewUser> = {}): NewUser => ({
+      username: 'Alice',
+      email: 'alice@example.com',
+      emailVerified: true,
+      groups: ['g'],
+      disabled: false,
+      source: 'admin',
+      ...overrides,
+    });
+
+    it('creates, finds case-insensitively by username and by email', async () => {
+      const { users } = await setup();
+      const created = await users.createUser(alice());
+      expect(created.version).toBe(1);
+      expect((await users.getUserByUsername('alice'))?.id).toBe(created.id);
+      expect(await users.listUserIdsByEmail('ALICE@example.com')).toEqual([created.id]);
+      expect(await users.listUserIds()).toEqual([created.id]);
+    });
+
+    it('refuses a duplicate username with 409 on the username field, leaving nothing behind', async () => {
+      const { users } = await setup();
+      await users.createUser(alice());
+      await expect(users.createUser(alice({ email: 'other@example.com' }))).rejects.toMatchObject({ status: 409, field: 'username' });
+      expect(await users.listUserIds()).toHaveLength(1);
+      expect(await users.listUserIdsByEmail('other@example.com')).toEqual([]);
+    });
+
+    it('concurrent creates of one username: exactly one wins', async () => {
+      const { users } = await setup();
+      const outcomes = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => users.createUser(alice({ email: `a${i}@example.com` }))));
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+      expect(await users.listUserIds()).toHaveLength(1);
+    });
+
+    it('takes over a username whose record was never written (crash between index and record)', async () => {
+      const { store, keys, users } = await setup();
+      await store.set(keys.userByName('alice'), 'ghost-id');
+      const created = await users.createUser(alice());
+      expect((await users.getUserByUsername('alice'))?.id).toBe(created.id);
+    });
+
+    it('updates with optimistic concurrency: a stale version gets 412', async () => {
+      const { users } = await setup();
+      const created = await users.createUser(alice());
+      const updated = await users.updateUser(created.id, () => ({ name: 'Alice A.' }), 1);
+      expect(updated.version).toBe(2);
+      await expect(users.updateUser(created.id, () => ({ name: 'stale' }), 1)).rejects.toMatchObject({ status: 412 });
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 5 }, (_, i) => users.updateUser(created.id, () => ({ name: `n${i}` }), 2)),
+      );
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    });
+
+    it('renames move the username index; deletes remove every index', async () => {
+      const { users } = await setup();
+      const created = await users.createUser(alice());
+      await users.updateUser(created.id, () => ({ username: 'alicia', email: 'alicia@example.com' }));
+      expect(await users.getUserByUsername('alice')).toBeUndefined();
+      expect((await users.getUserByUsername('alicia'))?.id).toBe(created.id);
+      expect(await users.listUserIdsByEmail('alice@example.com')).toEqual([]);
+      await users.deleteUser(created.id);
+      expect(await users.getUserByUsername('alicia')).toBeUndefined();
+      expect(await users.listUserIds()).toEqual([]);
+      expect(await users.listUserIdsByEmail('alicia@example.com')).toEqual([]);
+    });
+  });
+}
