@@ -105,7 +105,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
  * provider's; if they differ, interactions fail with "interaction session id cookie
  * not found" long after start-up. Refuse to start instead.
  */
-function assertSameCookieKeys(app: Koa, provider: Provider): void {
+export function assertSameCookieKeys(app: Koa, provider: Provider): void {
   const providerKeys = (provider as unknown as { keys?: string[] }).keys ?? [];
   const appKeys = (app.keys as string[] | undefined) ?? [];
   if (providerKeys.length === 0 || providerKeys.length !== appKeys.length || providerKeys.some((k, i) => k !== appKeys[i])) {

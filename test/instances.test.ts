@@ -95,3 +95,16 @@ describe('start-up', () => {
     await store.close();
   });
 });
+
+describe('cookie keys', () => {
+  it('refuses to run when the application and the provider sign cookies with different keys', async () => {
+    const { assertSameCookieKeys } = await import('../src/app.ts');
+    const { default: Koa } = await import('koa');
+    const app = new Koa();
+    app.keys = ['a'.repeat(32)];
+    const provider = { keys: ['b'.repeat(32)] } as never;
+    expect(() => assertSameCookieKeys(app, provider)).toThrow(/cookie keys of the application and of the OpenID provider differ/);
+    expect(() => assertSameCookieKeys(new Koa(), { keys: [] } as never)).toThrow();
+    expect(() => assertSameCookieKeys(app, { keys: ['a'.repeat(32)] } as never)).not.toThrow();
+  });
+});
