@@ -15,6 +15,13 @@ import type { Config } from './config/schema.ts';
 import { AppError } from './errors.ts';
 import { createCsrf } from './interactions/csrf.ts';
 import { createInteractionRoutes } from './interactions/routes.ts';
+import { createFederation } from './interactions/federation.ts';
+import { applyDeclaredIdps } from './config/apply.ts';
+import { createFederatedAccounts } from './federation/accounts.ts';
+import { createAuthRecordStore, type AuthRecordStore } from './federation/auth-records.ts';
+import { createIdentityProviders, type IdentityProviders } from './federation/identity-providers.ts';
+import { installSessionHooks } from './oidc/session-hooks.ts';
+import { createIdpStore, type IdpStore } from './storage/idp-store.ts';
 import { createProvider } from './oidc/provider.ts';
 import { loadOrCreateSigningKeys } from './oidc/signing-keys.ts';
 import { StoreUnavailableError, type KeyValueStore } from './storage/contract.ts';
@@ -31,6 +38,9 @@ export interface SallyportApp {
   store: KeyValueStore;
   keys: Keys;
   users: UserStore;
+  idpStore: IdpStore;
+  identityProviders: IdentityProviders;
+  authRecords: AuthRecordStore;
   config: Config;
   /** Release the store (the HTTP server is closed by its owner first). */
   close(): Promise<void>;
@@ -40,6 +50,8 @@ export interface AppOptions {
   logger: Logger;
   /** An existing store (tests share one); otherwise created from `config.storage`. */
   store?: KeyValueStore;
+  /** HTTP client for calls to upstream identity providers. */
+  fetch?: typeof globalThis.fetch;
 }
 
 const STYLESHEET = new URL('./views/static/sallyport.css', import.meta.url);
@@ -52,8 +64,18 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     const users = createUserStore(store, keys);
     const signingKeys = await loadOrCreateSigningKeys(store, keys);
     const provider = createProvider({ config, store, keys, users, signingKeys });
+    const idpStore = createIdpStore(store, keys);
     await applyDeclaredClients(config, provider, store, keys);
     await applyDeclaredUsers(config, users);
+    await applyDeclaredIdps(config, idpStore, store, keys);
+    const identityProviders = createIdentityProviders({ idps: idpStore, fetch: options.fetch ?? globalThis.fetch });
+    const authRecords = createAuthRecordStore({
+      store,
+      keys,
+      lifetime: config.federation.recordLifetime,
+      encryptionKeys: config.federation.recordEncryptionKeys,
+    });
+    installSessionHooks(provider, { store, keys, authRecords });
 
     const app = new Koa({ proxy: config.trustProxy });
     app.keys = config.cookies.keys as string[];
@@ -66,9 +88,13 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
 
     const csrf = createCsrf(config.cookies.keys);
     const authenticate = createPasswordAuthenticator({ store, keys, users, lockout: config.login.lockout });
-    const interactions = createInteractionRoutes({ provider, config, users, authenticate, csrf });
-    app.use(interactions.routes());
-    app.use(interactions.allowedMethods());
+    const accounts = createFederatedAccounts({ store, keys, users });
+    const federation = createFederation({ provider, config, store, keys, idps: identityProviders, accounts, csrf });
+    const interactions = createInteractionRoutes({ provider, config, users, authenticate, csrf, federation });
+    for (const router of [federation.interactionRouter, federation.callbackRouter, interactions]) {
+      app.use(router.routes());
+      app.use(router.allowedMethods());
+    }
 
     const site = createSiteRoutes(config, store);
     app.use(site.routes());
@@ -89,6 +115,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       store,
       keys,
       users,
+      idpStore,
+      identityProviders,
+      authRecords,
       config,
       close: async () => {
         if (!options.store) await store.close();

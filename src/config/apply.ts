@@ -9,6 +9,8 @@ import { hashPassword, verifyPassword } from '../accounts/passwords.ts';
 import type { KeyValueStore } from '../storage/contract.ts';
 import type { Keys } from '../storage/keys.ts';
 import type { UserStore } from '../storage/user-store.ts';
+import type { IdpStore } from '../storage/idp-store.ts';
+import { resolveIdpSettings } from '../connectors/registry.ts';
 import { ConfigError } from './load.ts';
 import type { Config } from './schema.ts';
 
@@ -100,5 +102,34 @@ async function applyDeclaredUser(declared: Config['users'][number], users: UserS
     await users.updateUser(existing.id, (current) => ({ ...fields, disabled: current.disabled }), existing.version);
   } else {
     await users.createUser(fields);
+  }
+}
+
+/** Identity providers from the file; validated all first, so a bad file changes nothing. */
+export async function applyDeclaredIdps(config: Config, idps: IdpStore, store: KeyValueStore, keys: Keys): Promise<void> {
+  const problems: string[] = [];
+  config.identityProviders.forEach((decl, i) => {
+    const resolved = resolveIdpSettings(decl);
+    if ('problems' in resolved) for (const p of resolved.problems) problems.push(`identityProviders[${i}].${p.path}: ${p.message}`);
+  });
+  if (problems.length > 0) throw new ConfigError('identityProviders', problems);
+
+  const previous = new Set(await store.sMembers(keys.declaredIdps()));
+  for (const decl of config.identityProviders) {
+    await store.sAdd(keys.declaredIdps(), decl.id);
+    const current = await idps.getIdp(decl.id);
+    if (JSON.stringify(current?.record.declaration) !== JSON.stringify(decl)) {
+      try {
+        await idps.putIdp(decl, 'config', current?.record.version);
+      } catch (err) {
+        // Another instance applied the same file at the same moment.
+        if ((err as { status?: number }).status !== 412) throw err;
+      }
+    }
+    previous.delete(decl.id);
+  }
+  for (const removed of previous) {
+    if (await idps.getIdp(removed)) await idps.deleteIdp(removed).catch(() => undefined);
+    await store.sRem(keys.declaredIdps(), removed);
   }
 }

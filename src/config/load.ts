@@ -116,6 +116,14 @@ function crossFieldProblems(config: Config): string[] {
     if (seenRs.has(rs.indicator)) problems.push(`resourceServers[${i}].indicator: duplicate indicator`);
     seenRs.add(rs.indicator);
   });
+  const seenIdps = new Set<string>();
+  config.identityProviders.forEach((idp, i) => {
+    if (seenIdps.has(idp.id)) problems.push(`identityProviders[${i}].id: duplicate id "${idp.id}"`);
+    seenIdps.add(idp.id);
+  });
+  if (config.federation.recordLifetime < config.session.maxLifetime) {
+    problems.push('federation.recordLifetime: must be at least session.maxLifetime (the record has to outlive the session)');
+  }
   if (config.session.maxLifetime < config.session.idleTimeout) {
     problems.push('session.maxLifetime: must not be shorter than session.idleTimeout');
   }

@@ -121,6 +121,11 @@ export const clientMetadata = z
      * with `require_pkce: false` (public clients can never opt out).
      */
     require_pkce: z.boolean().optional(),
+    /**
+     * Ways this client's users may sign in: identity provider ids, and `local` for the
+     * password form. Default: every enabled one.
+     */
+    allowed_idps: z.array(z.string().min(1).max(63)).optional(),
   })
   .superRefine((client, ctx) => {
     const method = client['token_endpoint_auth_method'];
@@ -131,6 +136,7 @@ export const clientMetadata = z
       ctx.addIssue({ code: 'custom', path: ['require_pkce'], message: 'public clients always require PKCE' });
     }
   });
+
 
 const groupName = z.string().min(1).max(100).regex(/^[\w.:@-]+$/, 'letters, digits and . _ : @ - only');
 
@@ -150,6 +156,91 @@ export const userDeclaration = z
     passwordHash: z.string().startsWith('$scrypt$', 'expected a hash from `npm run hash-password`').optional(),
   })
   .refine((u) => !(u.password && u.passwordHash), { message: 'give password or passwordHash, not both', path: ['password'] });
+
+
+const claimPath = z.string().min(1).max(200).regex(/^[\w:-]+(\.[\w:-]+)*$/, 'a claim name or dot-separated path');
+
+/**
+ * An upstream OpenID provider. `type` picks a connector from the registry
+ * (`src/connectors/registry.ts`); presets (okta, keycloak) fill in that provider's
+ * defaults for every field left out here.
+ */
+export const identityProviderSchema = z.strictObject({
+  /** Used in URLs (`/federation/<id>/callback`) and hints (`idp_hint=<id>`). */
+  id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and - (max 63)').refine((id) => id !== 'local', '"local" is reserved for the password form'),
+  type: z.string().min(1).default('oidc'),
+  displayName: z.string().min(1).max(100),
+  enabled: z.boolean().default(true),
+  /** The upstream issuer; discovery is fetched from `<issuer>/.well-known/openid-configuration` unless `endpoints` are given. */
+  issuer: httpUrl,
+  /** Explicit endpoints for providers without discovery metadata. */
+  endpoints: z
+    .strictObject({
+      authorization: httpUrl,
+      token: httpUrl,
+      jwks: httpUrl,
+      endSession: httpUrl.optional(),
+    })
+    .optional(),
+  clientId: z.string().min(1).max(500),
+  /** Required for client_secret_* authentication. */
+  clientSecret: z.string().min(1).max(1000).optional(),
+  clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).optional(),
+  /** Private JWK (with `alg` and `kid`) for private_key_jwt. */
+  privateKeyJwk: z.looseObject({ kty: z.string(), alg: z.string().optional(), kid: z.string().optional() }).optional(),
+  scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/)).optional(),
+  /** id_token signature algorithms accepted. `none` and HMAC are never accepted. */
+  idTokenAlgs: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).optional(),
+  /** Clock skew tolerated on exp/iat, seconds. Default 60. */
+  clockSkew: z.number().int().min(0).max(600).optional(),
+  /** Timeout of every call to the provider, milliseconds. Default 5000. */
+  timeoutMs: z.number().int().min(100).max(60000).optional(),
+  /** Minimum seconds between JWKS refetches when an unknown key id appears. Default 30. */
+  jwksCooldown: z.number().int().min(0).max(3600).optional(),
+  /** Email domains routed to this provider when the login_hint is an address. */
+  emailDomains: z.array(z.string().regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, 'a domain name')).default([]),
+  /** Where to read each attribute in the upstream id_token (claim names or dot paths). */
+  claims: z
+    .strictObject({
+      email: claimPath.optional(),
+      emailVerified: claimPath.optional(),
+      name: claimPath.optional(),
+      preferredUsername: claimPath.optional(),
+      groups: claimPath.optional(),
+    })
+    .default({}),
+  /** Upstream group → Sallyport groups. */
+  groupMappings: z.record(z.string(), z.array(groupName)).default({}),
+  /** Also keep upstream groups that have no mapping (under their own name). Default false. */
+  passUnmappedGroups: z.boolean().default(false),
+  /** Link to an existing local account with the same verified email. Default false. */
+  linkByVerifiedEmail: z.boolean().default(false),
+  /** Upstream logout (RP-initiated logout at the provider). */
+  logout: z
+    .strictObject({
+      /** `redirect` (GET), `post` (auto-submitted form) or `none`. */
+      method: z.enum(['redirect', 'post', 'none']).optional(),
+      /** Which parameters to send. Default: the preset's (generic: id_token_hint). */
+      params: z.array(z.enum(['id_token_hint', 'client_id', 'logout_hint'])).optional(),
+      /** Explicit end-session URL (providers without discovery metadata). */
+      url: httpUrl.optional(),
+    })
+    .default({}),
+});
+
+const federation = z.strictObject({
+  /**
+   * How long the server-side authentication record (with the upstream id_token) is
+   * kept; longer than any session, so logout can find it after the session is gone.
+   * Default 7d.
+   */
+  recordLifetime: duration.default(7 * 86400),
+  /**
+   * Keys (base64url, 32 bytes) encrypting upstream id_tokens at rest, newest first.
+   * Without any, tokens are stored as received.
+   */
+  recordEncryptionKeys: z.array(z.string().regex(/^[\w-]{43}$/, 'expected 32 bytes, base64url')).default([]),
+});
 
 const backchannelLogout = z.strictObject({
   /**
@@ -191,9 +282,12 @@ export const configSchema = z.strictObject({
   resourceServers: z.array(resourceServer).default([]),
   clients: z.array(clientMetadata).default([]),
   users: z.array(userDeclaration).default([]),
+  identityProviders: z.array(identityProviderSchema).default([]),
+  federation: federation.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;
 export type ClientDeclaration = z.infer<typeof clientMetadata>;
 export type UserDeclaration = z.infer<typeof userDeclaration>;
 export type ResourceServerConfig = z.infer<typeof resourceServer>;
+export type IdentityProviderDeclaration = z.infer<typeof identityProviderSchema>;

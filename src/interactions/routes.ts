@@ -7,7 +7,6 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
-import { errors } from 'oidc-provider';
 import type { PasswordAuthenticator } from '../accounts/authenticate.ts';
 import type { Config } from '../config/schema.ts';
 import { AppError } from '../errors.ts';
@@ -15,10 +14,13 @@ import { readForm } from '../http/form.ts';
 import type { UserStore } from '../storage/user-store.ts';
 import { consentPage, loginPage } from '../views/pages.ts';
 import type { Csrf } from './csrf.ts';
+import type { Federation } from './federation.ts';
+import { plainLoginHint } from './sign-in-choice.ts';
+import { finishInteraction, interactionExpired, loadInteraction, unexpectedStep, type InteractionDetails, type InteractionResult } from './interaction.ts';
 
-type InteractionDetails = Awaited<ReturnType<Provider['interactionDetails']>>;
 
 export interface InteractionDeps {
+  federation: Federation;
   provider: Provider;
   config: Config;
   users: UserStore;
@@ -37,7 +39,7 @@ const SCOPE_DESCRIPTIONS: Record<string, string> = {
 const INVALID_CREDENTIALS = 'Invalid username or password.';
 
 export function createInteractionRoutes(deps: InteractionDeps): Router {
-  const { provider, config, users, authenticate, csrf } = deps;
+  const { provider, config, users, authenticate, csrf, federation } = deps;
   const router = new Router({ prefix: '/interaction/:uid' });
 
   router.use(async (ctx, next) => {
@@ -46,20 +48,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     await next();
   });
 
-  /** The interaction bound to this browser, checked against the uid in the path. */
-  async function details(ctx: Context): Promise<InteractionDetails> {
-    let found: InteractionDetails;
-    try {
-      found = await provider.interactionDetails(ctx.req, ctx.res);
-    } catch (err) {
-      if (err instanceof errors.SessionNotFound) throw interactionExpired(err);
-      throw err;
-    }
-    // The library reads the interaction from its cookie and ignores the path; a
-    // mismatch means a stale tab or a crafted link.
-    if (found.uid !== ctx.params['uid']) throw interactionExpired();
-    return found;
-  }
+  const details = (ctx: Context) => loadInteraction(provider, ctx);
 
   async function clientName(interaction: InteractionDetails): Promise<string> {
     const client = await provider.Client.find(String(interaction.params['client_id']));
@@ -67,23 +56,22 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   }
 
   async function renderLogin(ctx: Context, interaction: InteractionDetails, extra: { username?: string; error?: string } = {}) {
+    const { offered, local } = await federation.choose(interaction);
+    const hint = plainLoginHint(interaction.params);
     ctx.type = 'html';
     ctx.body = loginPage({
       clientName: await clientName(interaction),
       action: `/interaction/${interaction.uid}/login`,
       cancelAction: `/interaction/${interaction.uid}/abort`,
       csrfToken: csrf.issue(ctx, interaction.uid),
-      localLogin: config.login.local,
-      providers: [],
+      localLogin: local,
+      providers: offered.map((i) => ({ id: i.id, displayName: i.displayName, href: `/interaction/${interaction.uid}/idp/${i.id}` })),
+      ...(hint && !hint.startsWith('{') ? { username: hint } : {}),
       ...extra,
     });
   }
 
-  async function finish(ctx: Context, result: Parameters<Provider['interactionResult']>[2], merge: boolean) {
-    const location = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: merge });
-    ctx.status = 303;
-    ctx.redirect(location);
-  }
+  const finish = (ctx: Context, result: InteractionResult, merge: boolean) => finishInteraction(provider, ctx, result, merge);
 
   async function readCheckedForm(ctx: Context, interaction: InteractionDetails): Promise<URLSearchParams> {
     const form = await readForm(ctx);
@@ -100,8 +88,16 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   router.get('/', async (ctx) => {
     const interaction = await details(ctx);
     switch (interaction.prompt.name) {
-      case 'login':
+      case 'login': {
+        const { choice } = await federation.choose(interaction);
+        // Hints, the client's allowed list and the configured ways decide; the page
+        // is shown only when the person has a choice to make.
+        if (choice.kind === 'idp') return federation.start(ctx, interaction, choice.idp);
+        if (choice.kind === 'none') {
+          throw new AppError({ code: 'no_sign_in_method', status: 400, message: 'No way to sign in is available for this application. Contact your administrator.' });
+        }
         return renderLogin(ctx, interaction);
+      }
       case 'consent': {
         const client = await provider.Client.find(String(interaction.params['client_id']));
         // First-party applications are trusted by the operator: grant what they ask for.
@@ -116,8 +112,9 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   router.post('/login', async (ctx) => {
     const interaction = await details(ctx);
     const form = await readCheckedForm(ctx, interaction);
-    if (interaction.prompt.name !== 'login' || !config.login.local) {
-      throw new AppError({ code: 'unexpected_step', status: 400, message: 'This sign-in step is not expected now. Return to the application and start again.' });
+    const { local } = await federation.choose(interaction);
+    if (interaction.prompt.name !== 'login' || !local) {
+      throw unexpectedStep();
     }
     const username = (form.get('username') ?? '').trim();
     const password = form.get('password') ?? '';
@@ -188,7 +185,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const interaction = await details(ctx);
     const form = await readCheckedForm(ctx, interaction);
     if (interaction.prompt.name !== 'consent') {
-      throw new AppError({ code: 'unexpected_step', status: 400, message: 'This sign-in step is not expected now. Return to the application and start again.' });
+      throw unexpectedStep();
     }
     if (form.get('decision') === 'allow') {
       return finish(ctx, { consent: { grantId: await saveGrant(interaction) } }, true);
@@ -198,20 +195,19 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
 
   router.post('/abort', async (ctx) => {
     const interaction = await details(ctx);
-    await readCheckedForm(ctx, interaction);
-    return finish(ctx, { error: 'access_denied', error_description: 'End-User aborted the sign-in' }, false);
+    const form = await readCheckedForm(ctx, interaction);
+    // The reason only picks among fixed outcomes for the person's own sign-in.
+    const reason = form.get('reason');
+    const result =
+      reason === 'upstream_unavailable'
+        ? { error: 'temporarily_unavailable', error_description: 'The identity provider could not be reached' }
+        : reason === 'upstream_failed'
+          ? { error: 'access_denied', error_description: 'Sign-in at the identity provider failed' }
+          : { error: 'access_denied', error_description: 'End-User aborted the sign-in' };
+    return finish(ctx, result, false);
   });
 
   return router;
-}
-
-function interactionExpired(cause?: unknown): AppError {
-  return new AppError({
-    code: 'interaction_expired',
-    status: 400,
-    message: 'This sign-in page has expired or was opened in another browser. Return to the application and start again.',
-    ...(cause ? { cause } : {}),
-  });
 }
 
 export { SCOPE_DESCRIPTIONS };

@@ -18,7 +18,7 @@ import { describeOAuthError } from './errors.ts';
 export const SUPPORTED_SCOPES = ['openid', 'offline_access', 'profile', 'email', 'groups'] as const;
 
 /** Sallyport's own client metadata, validated by the provider's client schema. */
-export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce'] as const;
+export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'allowed_idps'] as const;
 
 export interface ProviderDeps {
   config: Config;
@@ -52,6 +52,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       groups: ['groups'],
     },
     responseTypes: ['code'],
+    // Upstream IdP selection hints (ours and Keycloak's name for it).
+    extraParams: ['idp_hint', 'kc_idp_hint'],
     clockTolerance: 30,
     async findAccount(_ctx, sub) {
       const user = await users.getUser(sub);
@@ -67,6 +69,12 @@ export function createProvider(deps: ProviderDeps): Provider {
       properties: [...EXTRA_CLIENT_METADATA],
       validator(_ctx, key, value, metadata) {
         if (value === undefined) return;
+        if (key === 'allowed_idps') {
+          if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && /^[a-z0-9][a-z0-9-]{0,62}$/.test(v))) {
+            throw new errors.InvalidClientMetadata('allowed_idps must be an array of identity provider ids (or "local")');
+          }
+          return;
+        }
         if (typeof value !== 'boolean') throw new errors.InvalidClientMetadata(`${key} must be a boolean`);
         if (key === 'require_pkce' && value === false && metadata['token_endpoint_auth_method'] === 'none') {
           throw new errors.InvalidClientMetadata('public clients always require PKCE');
@@ -192,6 +200,11 @@ export function createProvider(deps: ProviderDeps): Provider {
 
   const provider = new Provider(config.issuer, configuration);
   provider.proxy = config.trustProxy;
+  // Every ID token carries `sid` (OIDC Back-Channel Logout 1.0 §2.1 defines it for any
+  // RP), not only for clients registered for back-channel logout: an RP's
+  // id_token_hint then names the session, and logout finds the authentication record
+  // through it even after the session itself is gone.
+  provider.Client.prototype.includeSid = () => true;
   return provider;
 }
 

@@ -37,5 +37,30 @@ export function createKeys(prefix: string) {
 
     /** The provider's private signing keys (JWKS JSON), shared by every instance. */
     signingKeys: () => `${prefix}keys:signing`,
+
+    /** Upstream identity provider configuration (versioned JSON envelope). */
+    idp: (id: string) => `${prefix}idp:${id}`,
+    /** Set of all identity provider ids. */
+    idpIndex: () => `${prefix}idps`,
+    /** Set of identity provider ids declared in the config file. */
+    declaredIdps: () => `${prefix}idps:declared`,
+
+    /** Upstream login transaction (state, nonce, PKCE verifier), keyed by its state; read once. */
+    fedLoginTx: (state: string) => `${prefix}fed:tx:${state}`,
+    /** Upstream callback parameters handed to the interaction; read once. */
+    fedCallback: (ref: string) => `${prefix}fed:callback:${ref}`,
+    /** A validated upstream login waiting to be bound to the session; read once. */
+    fedPending: (ref: string) => `${prefix}fed:pending:${ref}`,
+    /** (idp, upstream sub) → Sallyport account id. */
+    fedLink: (idp: string, sub: string) => `${prefix}fed:link:${idp}:${sub}`,
+
+    /** The server-side authentication record of one session (by session uid). */
+    authRecord: (sessionUid: string) => `${prefix}fed:auth:${sessionUid}`,
+    /** One of our per-client `sid` values → session uid. */
+    authRecordBySid: (sid: string) => `${prefix}fed:auth-sid:${sid}`,
+    /** Set of session uids signed in through one upstream session. */
+    authRecordsByUpstreamSid: (idp: string, sid: string) => `${prefix}fed:auth-upstream-sid:${idp}:${sid}`,
+    /** Set of session uids of one upstream subject. */
+    authRecordsByUpstreamSub: (idp: string, sub: string) => `${prefix}fed:auth-upstream-sub:${idp}:${sub}`,
   };
 }

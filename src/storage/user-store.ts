@@ -23,6 +23,8 @@ export interface User {
   groups: string[];
   passwordHash?: string;
   disabled: boolean;
+  /** Upstream identities linked to this account. */
+  identities?: Array<{ idp: string; sub: string }>;
   /** Who manages the record: the config file, the admin API, or just-in-time provisioning. */
   source: 'config' | 'admin' | 'federation';
   createdAt: string;

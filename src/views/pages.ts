@@ -343,3 +343,40 @@ export function errorPage(p: ErrorPageOptions): string {
 ${reference}`;
   return renderPage({ title: p.title, main });
 }
+
+export interface UpstreamErrorPageOptions {
+  /** The identity provider's display name. */
+  idpName: string;
+  clientName: string;
+  message: string;
+  csrfToken: string;
+  /** POST target that ends the sign-in and returns the error to the application. */
+  abortAction: string;
+  /** The `reason` sent with the abort (chooses the OAuth error the application gets). */
+  reason: string;
+  /** Back to the sign-in choices of this interaction. */
+  retryHref: string;
+  requestId?: string;
+}
+
+/**
+ * An upstream identity provider failed or refused. The person reads what happened and
+ * chooses: try again (another way, or the same provider) or go back to the application,
+ * which then receives a proper OAuth error.
+ */
+export function upstreamErrorPage(p: UpstreamErrorPageOptions): string {
+  const reference =
+    p.requestId !== undefined && p.requestId !== '' && html`<p class="reference">Reference: <code>${p.requestId}</code></p>`;
+  const main = html`<h1>Sign-in with ${p.idpName} did not work</h1>
+<div class="alert" role="alert" id="upstream-error">${p.message}</div>
+<div class="actions stack">
+<a class="button primary" href="${p.retryHref}">Try again</a>
+<form method="post" action="${p.abortAction}">
+<input type="hidden" name="csrf" value="${p.csrfToken}">
+<input type="hidden" name="reason" value="${p.reason}">
+<button type="submit" class="button secondary">Return to ${p.clientName}</button>
+</form>
+</div>
+${reference}`;
+  return renderPage({ title: `Sign-in with ${p.idpName} did not work`, main });
+}

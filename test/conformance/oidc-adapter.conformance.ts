@@ -7,6 +7,7 @@ import type { KeyValueStore } from '../../src/storage/contract.ts';
 import { createKeys } from '../../src/storage/keys.ts';
 import { createAdapterFactory } from '../../src/oidc/adapter.ts';
 import { createUserStore, type NewUser } from '../../src/storage/user-store.ts';
+import { createAuthRecordStore } from '../../src/federation/auth-records.ts';
 
 export function describeDomainStoreConformance(name: string, makeStore: () => Promise<{ store: KeyValueStore; prefix: string }>) {
   describe(`oidc adapter on ${name}`, () => {
@@ -157,6 +158,82 @@ export function describeDomainStoreConformance(name: string, makeStore: () => Pr
       expect(await users.getUserByUsername('alicia')).toBeUndefined();
       expect(await users.listUserIds()).toEqual([]);
       expect(await users.listUserIdsByEmail('alicia@example.com')).toEqual([]);
+    });
+  });
+
+  describe(`authentication records on ${name}`, () => {
+    const KEY = Buffer.alloc(32, 7).toString('base64url');
+    async function setup(encryptionKeys: string[] = []) {
+      const { store, prefix } = await makeStore();
+      const keys = createKeys(prefix);
+      return { store, keys, records: createAuthRecordStore({ store, keys, lifetime: 7 * 86400, encryptionKeys }) };
+    }
+    const input = (over: Record<string, unknown> = {}) => ({
+      idp: 'okta',
+      issuer: 'https://okta.example',
+      sub: 'up-sub',
+      sid: 'up-sid',
+      idToken: 'header.payload.signature',
+      authTime: 1_700_000_000,
+      sessionUid: 'uid-1',
+      accountId: 'acc-1',
+      ...over,
+    });
+
+    it('saves a record with the lifetime as TTL and finds it through every index', async () => {
+      const { store, keys, records } = await setup();
+      await records.save(input());
+      await records.addClientSid('uid-1', 'rp-a', 'our-sid-a');
+      await records.addClientSid('uid-1', 'rp-b', 'our-sid-b');
+      expect((await records.get('uid-1'))?.clientSids).toEqual({ 'rp-a': 'our-sid-a', 'rp-b': 'our-sid-b' });
+      expect((await records.findBySid('our-sid-b'))?.sessionUid).toBe('uid-1');
+      expect(await records.sessionUidsByUpstreamSid('okta', 'up-sid')).toEqual(['uid-1']);
+      expect(await records.sessionUidsByUpstreamSub('okta', 'up-sub')).toEqual(['uid-1']);
+      const ttl = await store.ttl(keys.authRecord('uid-1'));
+      expect(ttl).toBeGreaterThan(7 * 86400 - 10);
+      expect(await store.ttl(keys.authRecordBySid('our-sid-a'))).toBeGreaterThan(7 * 86400 - 10);
+      expect(await records.idToken((await records.get('uid-1'))!)).toBe('header.payload.signature');
+    });
+
+    it('concurrent client sids in one session all land', async () => {
+      const { records } = await setup();
+      await records.save(input());
+      await Promise.all(Array.from({ length: 5 }, (_, i) => records.addClientSid('uid-1', `rp-${i}`, `sid-${i}`)));
+      expect(Object.keys((await records.get('uid-1'))!.clientSids).sort()).toEqual(['rp-0', 'rp-1', 'rp-2', 'rp-3', 'rp-4']);
+    });
+
+    it('a client sid without a record is ignored (local sessions have none)', async () => {
+      const { records } = await setup();
+      await records.addClientSid('no-record', 'rp', 'sid');
+      expect(await records.findBySid('sid')).toBeUndefined();
+    });
+
+    it('replacing a record drops the indexes that no longer apply; remove drops all', async () => {
+      const { records } = await setup();
+      await records.save(input());
+      await records.addClientSid('uid-1', 'rp-a', 'our-sid-a');
+      await records.save(input({ sub: 'other-sub', sid: 'other-sid' }));
+      expect(await records.sessionUidsByUpstreamSid('okta', 'up-sid')).toEqual([]);
+      expect(await records.sessionUidsByUpstreamSub('okta', 'up-sub')).toEqual([]);
+      expect(await records.findBySid('our-sid-a')).toBeUndefined();
+      const removed = await records.remove('uid-1');
+      expect(removed?.sub).toBe('other-sub');
+      expect(await records.get('uid-1')).toBeUndefined();
+      expect(await records.sessionUidsByUpstreamSub('okta', 'other-sub')).toEqual([]);
+      expect(await records.remove('uid-1')).toBeUndefined();
+    });
+
+    it('encrypts the upstream id_token at rest when a key is configured, and decrypts after key rotation', async () => {
+      const { store, keys, records } = await setup([KEY]);
+      await records.save(input({ idToken: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig' }));
+      const raw = await store.get(keys.authRecord('uid-1'));
+      expect(raw).not.toContain('eyJzdWIiOiJ4In0');
+      const saved = (await records.get('uid-1'))!;
+      expect(saved.idTokenEncrypted).toBe(true);
+      const rotated = createAuthRecordStore({ store, keys, lifetime: 7 * 86400, encryptionKeys: [Buffer.alloc(32, 9).toString('base64url'), KEY] });
+      expect(await rotated.idToken(saved)).toBe('eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig');
+      const dropped = createAuthRecordStore({ store, keys, lifetime: 7 * 86400, encryptionKeys: [Buffer.alloc(32, 9).toString('base64url')] });
+      await expect(dropped.idToken(saved)).rejects.toThrow(/no longer configured/);
     });
   });
 }
