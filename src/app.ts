@@ -21,6 +21,8 @@ import { createFederatedAccounts } from './federation/accounts.ts';
 import { createAuthRecordStore, type AuthRecordStore } from './federation/auth-records.ts';
 import { createIdentityProviders, type IdentityProviders } from './federation/identity-providers.ts';
 import { installSessionHooks } from './oidc/session-hooks.ts';
+import { createSessionTerminator, type SessionTerminator } from './logout/end-sessions.ts';
+import { createLogoutRoutes, installLogoutChain } from './logout/chain.ts';
 import { createIdpStore, type IdpStore } from './storage/idp-store.ts';
 import { createProvider } from './oidc/provider.ts';
 import { loadOrCreateSigningKeys } from './oidc/signing-keys.ts';
@@ -41,6 +43,7 @@ export interface SallyportApp {
   idpStore: IdpStore;
   identityProviders: IdentityProviders;
   authRecords: AuthRecordStore;
+  sessions: SessionTerminator;
   config: Config;
   /** Release the store (the HTTP server is closed by its owner first). */
   close(): Promise<void>;
@@ -76,6 +79,9 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       encryptionKeys: config.federation.recordEncryptionKeys,
     });
     installSessionHooks(provider, { store, keys, authRecords });
+    const sessions = createSessionTerminator({ provider, store, keys, authRecords, logger });
+    const logoutDeps = { provider, config, store, keys, authRecords, idps: identityProviders, sessions };
+    installLogoutChain(logoutDeps);
 
     const app = new Koa({ proxy: config.trustProxy });
     app.keys = config.cookies.keys as string[];
@@ -91,7 +97,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     const accounts = createFederatedAccounts({ store, keys, users });
     const federation = createFederation({ provider, config, store, keys, idps: identityProviders, accounts, csrf });
     const interactions = createInteractionRoutes({ provider, config, users, authenticate, csrf, federation });
-    for (const router of [federation.interactionRouter, federation.callbackRouter, interactions]) {
+    const logoutRoutes = createLogoutRoutes({ ...logoutDeps, logger });
+    for (const router of [federation.interactionRouter, federation.callbackRouter, interactions, logoutRoutes]) {
       app.use(router.routes());
       app.use(router.allowedMethods());
     }
@@ -118,6 +125,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       idpStore,
       identityProviders,
       authRecords,
+      sessions,
       config,
       close: async () => {
         if (!options.store) await store.close();

@@ -86,6 +86,11 @@ export interface Connector {
    * IdP is configured not to log out upstream.
    */
   logoutRequest(input: { idToken?: string; sub?: string; postLogoutRedirectUri: string; state: string; loginHint?: string }): Promise<UpstreamLogoutRequest | undefined>;
+  /**
+   * Validate an OIDC Back-Channel Logout 1.0 logout token from this provider; returns
+   * its subject and/or upstream session id and jti.
+   */
+  verifyLogoutToken(token: string): Promise<{ sub?: string | undefined; sid?: string | undefined; jti: string; exp: number }>;
   /** Fetch and check the discovery document (admin "check" action, readiness). */
   check(): Promise<{ ok: true; metadata: Record<string, unknown> }>;
 }

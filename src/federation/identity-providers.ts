@@ -10,6 +10,8 @@ import type { IdpStore } from '../storage/idp-store.ts';
 
 export interface IdentityProviders {
   get(id: string): Promise<Connector | undefined>;
+  /** Also a disabled provider: sessions started through it must still be able to log out there. */
+  getForLogout(id: string): Promise<Connector | undefined>;
   /** Enabled providers, for the sign-in page and hint routing. */
   listEnabled(): Promise<IdpSettings[]>;
 }
@@ -39,6 +41,7 @@ export function createIdentityProviders(deps: { idps: IdpStore; fetch: typeof gl
       const connector = await load(id);
       return connector?.settings.enabled ? connector : undefined;
     },
+    getForLogout: load,
     async listEnabled() {
       const ids = (await deps.idps.listIdpIds()).sort();
       const connectors = await Promise.all(ids.map(load));

@@ -60,6 +60,15 @@ export function createKeys(prefix: string) {
     authRecordBySid: (sid: string) => `${prefix}fed:auth-sid:${sid}`,
     /** Set of session uids signed in through one upstream session. */
     authRecordsByUpstreamSid: (idp: string, sid: string) => `${prefix}fed:auth-upstream-sid:${idp}:${sid}`,
+    /** Upstream logout transaction (where to send the browser afterwards); read once. */
+    logoutTx: (txn: string) => `${prefix}fed:logout:${txn}`,
+    /**
+     * For a logout request whose id_token_hint names a session other than the
+     * browser's own (gone or elsewhere): our session uid → the hinted session uid.
+     */
+    logoutHintedSession: (sessionUid: string) => `${prefix}fed:logout-hint:${sessionUid}`,
+    /** A logout token jti already accepted from an upstream IdP (replay protection). */
+    backchannelJti: (idp: string, jti: string) => `${prefix}fed:bcl-jti:${idp}:${jti}`,
     /** Set of session uids of one upstream subject. */
     authRecordsByUpstreamSub: (idp: string, sub: string) => `${prefix}fed:auth-upstream-sub:${idp}:${sub}`,
   };

@@ -380,3 +380,25 @@ export function upstreamErrorPage(p: UpstreamErrorPageOptions): string {
 ${reference}`;
   return renderPage({ title: `Sign-in with ${p.idpName} did not work`, main });
 }
+
+export interface UpstreamLogoutFormOptions {
+  idpName: string;
+  action: string;
+  params: Record<string, string>;
+  nonce: string;
+}
+
+/**
+ * Logout at an upstream IdP by form POST (for IdPs configured for it, which keeps the
+ * id_token out of URLs and logs). Submits itself; without JavaScript, one button.
+ */
+export function upstreamLogoutFormPage(p: UpstreamLogoutFormOptions): string {
+  const fields = Object.entries(p.params).map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}">`);
+  const main = html`<h1>Signing you out of ${p.idpName}…</h1>
+<form id="upstream-logout" method="post" action="${p.action}">
+${fields}
+<noscript><button type="submit" class="button primary">Continue</button></noscript>
+</form>`;
+  const script = html`document.getElementById('upstream-logout').submit();`;
+  return renderPage({ title: 'Signing out', main, nonce: p.nonce, script });
+}

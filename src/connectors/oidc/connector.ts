@@ -252,6 +252,40 @@ export function createOidcConnector(settings: IdpSettings, deps: ConnectorDeps):
       return { method: settings.logout.method === 'post' ? 'POST' : 'GET', url: endSession, params };
     },
 
+    async verifyLogoutToken(token) {
+      const ep = await endpoints();
+      let payload: JWTPayload;
+      let header: { typ?: string | undefined };
+      try {
+        ({ payload, protectedHeader: header } = await jwtVerify(token, keySet(ep.jwks), {
+          issuer: settings.issuer,
+          audience: settings.clientId,
+          algorithms: settings.idTokenAlgs,
+          clockTolerance: settings.clockSkew,
+          requiredClaims: ['iss', 'aud', 'iat', 'jti'],
+          // §2.6 step 7: reject tokens issued too long ago.
+          maxTokenAge: settings.clockSkew + 120,
+        }));
+      } catch (err) {
+        if (err instanceof joseErrors.JWKSTimeout) throw fail('unavailable', 'the provider\'s signing keys could not be fetched in time', err);
+        throw fail('invalid', `the logout token was rejected: ${describeJoseError(err)}`, err);
+      }
+      // §2.4: explicit typing is recommended; providers that predate it send no typ,
+      // but a token typed as something else (an id_token) is never a logout token.
+      if (header.typ !== undefined && header.typ.toLowerCase() !== 'logout+jwt' && header.typ.toLowerCase() !== 'application/logout+jwt') {
+        throw fail('invalid', 'the logout token has the wrong type');
+      }
+      const events = payload['events'];
+      const event = typeof events === 'object' && events !== null ? (events as Record<string, unknown>)['http://schemas.openid.net/event/backchannel-logout'] : undefined;
+      if (typeof event !== 'object' || event === null) throw fail('invalid', 'the logout token has no back-channel logout event');
+      // §2.6 step 5: a nonce means someone is replaying an id_token as a logout token.
+      if ('nonce' in payload) throw fail('invalid', 'the logout token carries a nonce');
+      const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
+      const sid = typeof payload['sid'] === 'string' ? payload['sid'] : undefined;
+      if (!sub && !sid) throw fail('invalid', 'the logout token names neither sub nor sid');
+      return { sub, sid, jti: String(payload.jti), exp: typeof payload.exp === 'number' ? payload.exp : Math.floor(Date.now() / 1000) + 600 };
+    },
+
     async check() {
       if (settings.endpoints) return { ok: true, metadata: { ...settings.endpoints } };
       const result = await fetchDiscovery();
