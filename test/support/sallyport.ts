@@ -36,11 +36,15 @@ export interface StartOptions {
   rpOrigin?: string;
   /** Redis key prefix; instances given the same one share all state. */
   prefix?: string;
+  /** Listen on this port (so upstream IdPs can be told our callback URLs first). */
+  port?: number;
+  /** Clients declared besides the standard test clients. */
+  extraClients?: Array<Record<string, unknown>>;
 }
 
 export async function startSallyport(options: StartOptions): Promise<RunningSallyport> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const rpOrigin = options.rpOrigin ?? 'http://127.0.0.1:9';
   const raw = {
@@ -80,6 +84,7 @@ export async function startSallyport(options: StartOptions): Promise<RunningSall
         response_types: [],
         redirect_uris: [],
       },
+      ...(options.extraClients ?? []),
     ],
     users: [
       {
@@ -116,4 +121,13 @@ export async function startSallyport(options: StartOptions): Promise<RunningSall
       });
     },
   };
+}
+
+/** A free loopback port (for a server whose URL others must know before it starts). */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
 }
