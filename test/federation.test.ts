@@ -78,7 +78,7 @@ describe.each(BACKENDS)('federated sign-in on %s', (backend) => {
   });
 
   it('routes by idp_hint, by UAA\'s login_hint origin and by email domain', async () => {
-    for (const params of [{ idp_hint: 'okta' }, { login_hint: '{"origin":"okta"}' }, { login_hint: 'olivia@okta.example' }]) {
+    for (const params of [{ idp_hint: 'okta' }, { login_hint: '{"origin":"okta"}' }, { login_hint: 'olivia@okta.example' }] as Array<Record<string, string>>) {
       const result = await federatedSignIn(env, { params });
       expect(result.tokens, JSON.stringify(params)).toBeDefined();
       expect((await recordFor(result.tokens!.id_token!))?.idp).toBe('okta');
