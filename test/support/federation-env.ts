@@ -8,7 +8,7 @@ import { expect } from 'vitest';
 import { startTestRp, type TestRp } from './rp.ts';
 import { PASSWORD, SECRET, freePort, startSallyport, type Backend, type RunningSallyport } from './sallyport.ts';
 import { startUpstreamOp, type UpstreamOp } from './upstream-op.ts';
-import { UserAgent, type Page } from './user-agent.ts';
+import { UserAgent, parseForms, type Page } from './user-agent.ts';
 
 export const UPSTREAM_PASSWORD = 'upstream password 123';
 
@@ -168,11 +168,17 @@ export async function federatedSignIn(
   return result;
 }
 
-/** Submit whatever logout form the current page shows (a browser would run its auto-submit script). */
+/**
+ * Submit whatever logout form the current page shows, as a browser running the page's
+ * auto-submit script (or a person clicking "Sign out") would: Sallyport's confirmation
+ * form, oidc-provider's own self-posting form, or the upstream-logout POST form.
+ */
 export async function submitLogoutForm(ua: UserAgent, page: Page, stopAt: string[]) {
-  const id = /id="op\.logoutForm"/.test(page.body) ? 'op.logoutForm' : /id="upstream-logout"/.test(page.body) ? 'upstream-logout' : undefined;
-  expect(id, `no logout form on ${page.url}: ${page.body.slice(0, 300)}`).toBeDefined();
-  return ua.submit(page, { id: id! }, id === 'op.logoutForm' ? { logout: 'yes' } : {}, stopAt);
+  if (/id="op\.logoutForm"/.test(page.body)) return ua.submit(page, { id: 'op.logoutForm' }, { logout: 'yes' }, stopAt);
+  if (/id="upstream-logout"/.test(page.body)) return ua.submit(page, { id: 'upstream-logout' }, {}, stopAt);
+  const selfPosting = /document\.forms\[0\]\.submit\(\)/.test(page.body) && parseForms(page.body).length > 0;
+  expect(selfPosting, `no logout form on ${page.url}: ${page.body.slice(0, 300)}`).toBe(true);
+  return ua.submit(page, {}, {}, stopAt);
 }
 
 export { PASSWORD };
