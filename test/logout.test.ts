@@ -9,6 +9,9 @@ import { decodeJwt } from 'jose';
 import { BACKENDS, PASSWORD } from './support/sallyport.ts';
 import { federatedSignIn, startFederationEnv, submitLogoutForm, type FederationEnv } from './support/federation-env.ts';
 import { UserAgent, type Page } from './support/user-agent.ts';
+import { Redis } from 'ioredis';
+import { describeRedis, uniquePrefix } from './support/redis.ts';
+import { startRedisServer, type RedisServer } from './support/redis-server.ts';
 
 describe.each(BACKENDS)('logout chain on %s', (backend) => {
   let env: FederationEnv;
@@ -336,6 +339,49 @@ describe.each(BACKENDS)('logout chain on %s', (backend) => {
       const r = await recordOf(t.tokens!.id_token!);
       expect(r).toBeUndefined();
       await expect(oidc.fetchUserInfo(env.web, t.tokens!.access_token, accountId)).rejects.toThrow();
+    }
+  });
+});
+
+describeRedis('logout while Redis fails part-way', () => {
+  let redis: RedisServer;
+  let env: FederationEnv;
+  let admin: Redis;
+  const prefix = uniquePrefix('acl');
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    admin = new Redis(redis.url, { lazyConnect: true });
+    await admin.connect();
+    env = await startFederationEnv({ backend: 'redis', redisUrl: redis.url, prefix });
+  });
+  afterAll(async () => {
+    await env?.stop();
+    admin?.disconnect();
+    await redis?.stop();
+  });
+
+  it('completes the local logout and returns to the RP when the authentication records cannot be reached', async () => {
+    const signedIn = await federatedSignIn(env, { idp: 'okta' });
+    const idToken = signedIn.tokens!.id_token!;
+    const record = (await env.sp.authRecords.findBySid(decodeJwt(idToken)['sid'] as string))!;
+    const before = env.okta.endSessionRequests.length;
+    // A real Redis refusing part of the keyspace (as a failing shard would): everything
+    // the library needs still works, every authentication-record key fails with NOPERM.
+    await admin.call('ACL', 'SETUSER', 'default', 'resetkeys', `~${prefix}oidc:*`, `~${prefix}account:*`, `~${prefix}user:*`, `~${prefix}user-*`, `~${prefix}clients*`, `~${prefix}idp*`);
+    try {
+      const loggedOut = `${env.rp.origin}/logged-out`;
+      const endSession = new URL(env.web.serverMetadata().end_session_endpoint!);
+      endSession.searchParams.set('id_token_hint', idToken);
+      endSession.searchParams.set('post_logout_redirect_uri', loggedOut);
+      endSession.searchParams.set('state', 'redis-down');
+      let step = await signedIn.ua.follow(endSession, { stopAt: [loggedOut] });
+      for (let i = 0; i < 3 && !step.stoppedAt; i++) step = await submitLogoutForm(signedIn.ua, step.page, [loggedOut]);
+      expect(step.stoppedAt?.href).toBe(`${loggedOut}?state=redis-down`);
+      expect(await env.sp.provider.Session.findByUid(record.sessionUid)).toBeUndefined();
+      expect(env.okta.endSessionRequests.length).toBe(before);
+    } finally {
+      await admin.call('ACL', 'SETUSER', 'default', 'allkeys');
     }
   });
 });

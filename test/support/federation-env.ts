@@ -31,6 +31,9 @@ export interface FederationEnvOptions {
   extraClients?: Array<Record<string, unknown>>;
   /** Extra top-level Sallyport config. */
   config?: Record<string, unknown>;
+  /** A Redis of the test's own (for tests that break it). */
+  redisUrl?: string;
+  prefix?: string;
 }
 
 export async function startFederationEnv(options: FederationEnvOptions): Promise<FederationEnv> {
@@ -84,6 +87,8 @@ export async function startFederationEnv(options: FederationEnvOptions): Promise
   const sp = await startSallyport({
     backend: options.backend,
     port: spPort,
+    ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
+    ...(options.prefix ? { prefix: options.prefix } : {}),
     rpOrigin: rp.origin,
     config: {
       identityProviders: [

@@ -40,6 +40,8 @@ export interface StartOptions {
   port?: number;
   /** Clients declared besides the standard test clients. */
   extraClients?: Array<Record<string, unknown>>;
+  /** A Redis of the test's own instead of the run's shared one. */
+  redisUrl?: string;
 }
 
 export async function startSallyport(options: StartOptions): Promise<RunningSallyport> {
@@ -52,7 +54,7 @@ export async function startSallyport(options: StartOptions): Promise<RunningSall
     cookies: { keys: [COOKIE_KEY] },
     storage:
       options.backend === 'redis'
-        ? { type: 'redis', url: testRedisUrl(), prefix: options.prefix ?? uniquePrefix('flow') }
+        ? { type: 'redis', url: options.redisUrl ?? testRedisUrl(), prefix: options.prefix ?? uniquePrefix('flow') }
         : { type: 'memory' },
     login: { lockout: { maxFailures: 3, window: '10m' } },
     backchannelLogout: { allowPrivateNetworkOrigins: [rpOrigin] },
