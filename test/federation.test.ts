@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as oidc from 'openid-client';
 import { decodeJwt } from 'jose';
 import { BACKENDS, PASSWORD } from './support/sallyport.ts';
-import { federatedSignIn, startFederationEnv, type FederationEnv } from './support/federation-env.ts';
+import { federatedSignIn, startFederationEnv, submitLogoutForm, type FederationEnv } from './support/federation-env.ts';
 import { UserAgent } from './support/user-agent.ts';
 
 describe.each(BACKENDS)('federated sign-in on %s', (backend) => {
@@ -43,6 +43,7 @@ describe.each(BACKENDS)('federated sign-in on %s', (backend) => {
     const { page } = await new UserAgent().follow(url);
     expect(page.body).toContain('Sign in with Okta');
     expect(page.body).toContain('Sign in with Keycloak');
+    expect(page.body).toContain('Sign in with Okta (manual)');
     expect(page.body).toMatch(/name="password"/);
   });
 
@@ -118,6 +119,30 @@ describe.each(BACKENDS)('federated sign-in on %s', (backend) => {
     expect(forced.askedUpstreamPassword).toBe(true);
     expect(env.okta.passwordLogins).toBe(before + 1);
     expect(forced.tokens!.claims()!.sub).toBe(first.tokens!.claims()!.sub);
+  });
+
+  it('forwards max_age so the upstream re-authenticates', async () => {
+    const first = await federatedSignIn(env, { idp: 'okta' });
+    await new Promise((r) => setTimeout(r, 1100));
+    const before = env.okta.passwordLogins;
+    const again = await federatedSignIn(env, { ua: first.ua, idp: 'okta', params: { max_age: '1' } });
+    expect(again.askedUpstreamPassword).toBe(true);
+    expect(env.okta.passwordLogins).toBe(before + 1);
+    // auth_time (present because max_age was asked) is the fresh upstream sign-in.
+    expect(again.tokens!.claims()!.auth_time).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000) - 5);
+  });
+
+  it('signs in and logs out through an IdP configured with explicit endpoints (no discovery)', async () => {
+    const result = await federatedSignIn(env, { idp: 'okta-manual' });
+    expect(result.tokens, result.page?.body.slice(0, 300)).toBeDefined();
+    const record = (await recordFor(result.tokens!.id_token!))!;
+    expect(record.idp).toBe('okta-manual');
+    const before = env.okta.endSessionRequests.length;
+    const endSession = oidc.buildEndSessionUrl(env.web, { id_token_hint: result.tokens!.id_token!, post_logout_redirect_uri: `${env.rp.origin}/logged-out`, state: 'm' });
+    let step = await result.ua.follow(endSession, { stopAt: [`${env.rp.origin}/logged-out`] });
+    for (let i = 0; i < 3 && !step.stoppedAt; i++) step = await submitLogoutForm(result.ua, step.page, [`${env.rp.origin}/logged-out`]);
+    expect(step.stoppedAt?.searchParams.get('state')).toBe('m');
+    expect(env.okta.endSessionRequests.length).toBe(before + 1);
   });
 
   it('the authentication record outlives the session', async () => {

@@ -299,9 +299,16 @@ describe.each(BACKENDS)('logout chain on %s', (backend) => {
         const bad = await env.keycloak.sendBackchannelLogout({ clientId: 'sallyport', sid: 'whatever', tamper });
         expect(bad.status, tamper).toBe(400);
       }
-      // A token from the other IdP's keys at this IdP's endpoint.
-      const foreign = await env.okta.sendBackchannelLogout({ clientId: 'sallyport', sub: 'kc-kim-0001' });
-      expect(foreign.status).toBe(200);
+      // A valid token from the other IdP, posted at this IdP's endpoint: wrong issuer
+      // and keys, refused.
+      const oktaToken = await env.okta.sendBackchannelLogout({ clientId: 'sallyport', sub: 'nobody' });
+      expect(oktaToken.status).toBe(200);
+      const foreign = await fetch(`${env.sp.issuer}/federation/keycloak/backchannel-logout`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: oktaToken.token }),
+      });
+      expect(foreign.status).toBe(400);
     });
 
     it('by sub ends every session of that upstream subject', async () => {

@@ -43,7 +43,7 @@ export async function startFederationEnv(options: FederationEnvOptions): Promise
   const upstreamClient = (idp: string) => ({
     client_id: 'sallyport',
     client_secret: SECRET,
-    redirect_uris: [`${spOrigin}/federation/${idp}/callback`],
+    redirect_uris: [`${spOrigin}/federation/${idp}/callback`, `${spOrigin}/federation/${idp}-manual/callback`],
     post_logout_redirect_uris: [`${spOrigin}/federation/logout-callback`],
     backchannel_logout_uri: `${spOrigin}/federation/${idp}/backchannel-logout`,
   });
@@ -75,7 +75,7 @@ export async function startFederationEnv(options: FederationEnvOptions): Promise
   const idp = (id: string, type: string, issuer: string, extra: Record<string, unknown>) => ({
     id,
     type,
-    displayName: id === 'okta' ? 'Okta' : 'Keycloak',
+    displayName: id.startsWith('okta') ? 'Okta' : 'Keycloak',
     issuer,
     clientId: 'sallyport',
     clientSecret: SECRET,
@@ -93,6 +93,12 @@ export async function startFederationEnv(options: FederationEnvOptions): Promise
     config: {
       identityProviders: [
         idp('okta', 'okta', okta.issuer, { emailDomains: ['okta.example'], groupMappings: { Everyone: ['staff'], 'okta-admins': ['admins'] } }),
+        // The same Okta-like upstream, configured without discovery: explicit endpoints.
+        idp('okta-manual', 'oidc', okta.issuer, {
+          displayName: 'Okta (manual)',
+          endpoints: { authorization: `${okta.issuer}/auth`, token: `${okta.issuer}/token`, jwks: `${okta.issuer}/jwks` },
+          logout: { url: `${okta.issuer}/session/end` },
+        }),
         // A Keycloak realm exposes group membership through a client scope with a group
         // mapper; here that scope is called "groups".
         idp('keycloak', 'keycloak', keycloak.issuer, { emailDomains: ['lab.example'], groupMappings: { devs: ['developers'] }, scopes: ['openid', 'profile', 'email', 'groups'] }),
@@ -134,7 +140,7 @@ export interface FederatedSignIn {
  */
 export async function federatedSignIn(
   env: FederationEnv,
-  opts: { idp?: 'okta' | 'keycloak'; username?: string; ua?: UserAgent; params?: Record<string, string>; client?: oidc.Configuration; redirectUri?: string; stopAtUpstreamCallback?: boolean },
+  opts: { idp?: string; username?: string; ua?: UserAgent; params?: Record<string, string>; client?: oidc.Configuration; redirectUri?: string; stopAtUpstreamCallback?: boolean },
 ): Promise<FederatedSignIn> {
   const ua = opts.ua ?? new UserAgent();
   const config = opts.client ?? env.web;
