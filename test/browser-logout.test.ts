@@ -68,7 +68,8 @@ async function startSetup(options: { upstreamIdTokenTtl?: number } = {}): Promis
  * What the browser did, as `METHOD server path` lines: every main-frame navigation
  * request (redirect hops included, which `framenavigated` never reports because those
  * responses are not committed) and every committed page. Console errors are kept too:
- * Chromium reports CSP violations there ("Refused to execute inline script …").
+ * Chromium reports CSP violations there ("Executing inline script violates the
+ * following Content Security Policy directive …").
  */
 function watch(page: Page, setup: Setup) {
   const servers: Array<[string, string]> = [
@@ -125,7 +126,10 @@ async function signInThroughOkta(page: Page, setup: Setup, options: { screenshot
   await page.waitForURL((url) => url.origin === env.sp.issuer && url.pathname.startsWith('/interaction/'));
   expect(await page.locator('h1').textContent()).toBe('Sign in');
   if (options.screenshotSignIn) await page.screenshot({ path: `${SCREENSHOTS}${options.screenshotSignIn}`, fullPage: true });
-  await page.getByRole('link', { name: 'Sign in with Okta' }).click();
+  // By provider id: other IdPs on the page may carry "Okta" in their names too.
+  const button = page.locator('a[data-provider="okta"]');
+  expect(await button.textContent()).toBe('Sign in with Okta');
+  await button.click();
   // Either the upstream asks for the password, or its session answers straight away.
   await page.waitForURL((url) => url.origin === env.okta.origin || at(rp.origin, '/')(url));
   const askedPassword = new URL(page.url()).origin === env.okta.origin;
@@ -151,7 +155,6 @@ async function recordOf(setup: Setup) {
   expect(record).toBeDefined();
   return record!;
 }
-
 
 let browser: Browser;
 

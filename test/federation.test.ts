@@ -123,7 +123,8 @@ describe.each(BACKENDS)('federated sign-in on %s', (backend) => {
 
   it('forwards max_age so the upstream re-authenticates', async () => {
     const first = await federatedSignIn(env, { idp: 'okta' });
-    await new Promise((r) => setTimeout(r, 1100));
+    // Whole seconds on both sides: wait until the sign-in is clearly older than max_age.
+    await new Promise((r) => setTimeout(r, 2100));
     const before = env.okta.passwordLogins;
     const again = await federatedSignIn(env, { ua: first.ua, idp: 'okta', params: { max_age: '1' } });
     expect(again.askedUpstreamPassword).toBe(true);
