@@ -84,6 +84,15 @@ export interface KeyValueStore {
   /** Members of the set (any order); empty when absent. */
   sMembers(key: string): Promise<string[]>;
 
+  // ---- capped lists (logs) -------------------------------------------------
+  /**
+   * Prepend `value` to the list at `key`, keep only the `maxLength` newest items, and
+   * set the list's TTL (or make it persistent without one), atomically.
+   */
+  lPushCapped(key: string, value: string, options: { maxLength: number; ttl?: number }): Promise<void>;
+  /** Items `start`..`stop` inclusive, 0 = newest, negative counts from the oldest; empty when absent. */
+  lRange(key: string, start: number, stop: number): Promise<string[]>;
+
   // ---- lifecycle -----------------------------------------------------------
   /** Resolves when the backend is reachable; rejects with StoreUnavailableError otherwise. */
   ping(): Promise<void>;

@@ -41,6 +41,8 @@ const WRONG_TYPE_OPERATIONS: Record<string, { appliesTo: KeyType; run: (s: KeyVa
   'sAdd(no ttl)': { appliesTo: 'set', run: (s, k) => s.sAdd(k, 'new-member') },
   sRem: { appliesTo: 'set', run: (s, k) => s.sRem(k, 'member') },
   sMembers: { appliesTo: 'set', run: (s, k) => s.sMembers(k) },
+  lPushCapped: { appliesTo: 'string', run: (s, k) => s.lPushCapped(k, 'v', { maxLength: 10 }) },
+  lRange: { appliesTo: 'string', run: (s, k) => s.lRange(k, 0, -1) },
 };
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -525,6 +527,42 @@ export function describeKeyValueConformance(name: string, makeStore: () => Promi
         await Promise.all(Array.from({ length: 20 }, (_, i) => store.sAdd(k, `m${i}`, { ttl: 60 + i })));
         expect(await store.sMembers(k)).toHaveLength(20);
         await expectTtlWithin(k, 79);
+      });
+    });
+
+    describe('capped lists', () => {
+      it('prepends, keeps only the newest maxLength items, and reads ranges like LRANGE', async () => {
+        const k = key('list');
+        for (const v of ['a', 'b', 'c', 'd']) await store.lPushCapped(k, v, { maxLength: 3, ttl: 600 });
+        expect(await store.lRange(k, 0, -1)).toEqual(['d', 'c', 'b']);
+        expect(await store.lRange(k, 0, 0)).toEqual(['d']);
+        expect(await store.lRange(k, 1, 10)).toEqual(['c', 'b']);
+        expect(await store.lRange(k, -2, -1)).toEqual(['c', 'b']);
+        expect(await store.lRange(k, 5, 9)).toEqual([]);
+        expect(await store.lRange(key('absent-list'), 0, -1)).toEqual([]);
+      });
+
+      it('sets the TTL on every append, or makes the list persistent without one', async () => {
+        const k = key('list-ttl');
+        await store.lPushCapped(k, 'a', { maxLength: 5, ttl: 100 });
+        await expectTtlWithin(k, 100);
+        await store.lPushCapped(k, 'b', { maxLength: 5, ttl: 300 });
+        await expectTtlWithin(k, 300);
+        await store.lPushCapped(k, 'c', { maxLength: 5 });
+        expect(await store.ttl(k)).toBe(-1);
+      });
+
+      it('rejects an invalid maxLength and writes nothing', async () => {
+        const k = key('list-bad');
+        await expect(store.lPushCapped(k, 'a', { maxLength: 0 })).rejects.toBeInstanceOf(RangeError);
+        expect(await store.ttl(k)).toBe(-2);
+      });
+
+      it('rejects list operations on keys of other types', async () => {
+        const k = key('list-wrongtype');
+        await store.sAdd(k, 'm', { ttl: 60 });
+        await expect(store.lPushCapped(k, 'v', { maxLength: 3 })).rejects.toBeInstanceOf(WrongTypeError);
+        await expect(store.lRange(k, 0, -1)).rejects.toBeInstanceOf(WrongTypeError);
       });
     });
 

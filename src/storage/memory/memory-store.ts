@@ -25,7 +25,8 @@ export interface MemoryStoreOptions {
 type Entry =
   | { kind: 'string'; value: string; expiresAt: number | null }
   | { kind: 'hash'; value: Map<string, string>; expiresAt: number | null }
-  | { kind: 'set'; value: Set<string>; expiresAt: number | null };
+  | { kind: 'set'; value: Set<string>; expiresAt: number | null }
+  | { kind: 'list'; value: string[]; expiresAt: number | null };
 
 const DEFAULT_SWEEP_INTERVAL_MS = 30_000;
 
@@ -212,6 +213,24 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): KeyValueSto
 
     sMembers: op((key: string): string[] => [...(lookupAs(key, 'set')?.value ?? [])]),
 
+    lPushCapped: op((key: string, value: string, listOptions: { maxLength: number; ttl?: number }): void => {
+      checkTtl(listOptions.ttl);
+      checkMaxLength(listOptions.maxLength);
+      const entry = lookupAs(key, 'list');
+      const list = entry?.value ?? [];
+      list.unshift(value);
+      if (list.length > listOptions.maxLength) list.length = listOptions.maxLength;
+      entries.set(key, { kind: 'list', value: list, expiresAt: deadline(listOptions.ttl) });
+    }),
+
+    lRange: op((key: string, start: number, stop: number): string[] => {
+      const list = lookupAs(key, 'list')?.value ?? [];
+      // Redis LRANGE index rules: negatives count from the end, stop is inclusive.
+      const from = start < 0 ? Math.max(0, list.length + start) : start;
+      const to = stop < 0 ? list.length + stop : Math.min(stop, list.length - 1);
+      return from > to ? [] : list.slice(from, to + 1);
+    }),
+
     ping: op((): void => {}),
 
     async close(): Promise<void> {
@@ -235,6 +254,12 @@ const MAX_TTL_SECONDS = 2 ** 31 - 1;
  * SET EX 0 is an error), and a ttl of 0 is never read as "no expiry", which would
  * silently make a key permanent. (Duplicated in redis-store.ts: backends share only the contract.)
  */
+function checkMaxLength(maxLength: number): void {
+  if (!(Number.isInteger(maxLength) && maxLength > 0 && maxLength <= 1_000_000)) {
+    throw new RangeError(`maxLength must be a whole number in 1..1000000, got ${String(maxLength)}`);
+  }
+}
+
 function checkTtl(ttl: number | undefined): void {
   if (ttl !== undefined && !(Number.isInteger(ttl) && ttl > 0 && ttl <= MAX_TTL_SECONDS)) {
     throw new RangeError(`ttl must be a whole number of seconds in 1..${MAX_TTL_SECONDS}, got ${String(ttl)}`);

@@ -101,6 +101,13 @@ const SCRIPTS = {
       if pttl >= 0 and pttl < ttl * 1000 then redis.call('EXPIRE', KEYS[1], ttl) end
     end
     return 1`,
+  // Capped log append. ARGV: value, maxLength, ttl ('0' = persistent).
+  sallyportLPushCapped: `
+    redis.call('LPUSH', KEYS[1], ARGV[1])
+    redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+    local ttl = tonumber(ARGV[3])
+    if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+    return 1`,
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -224,6 +231,16 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     },
 
     sMembers: (key) => run(() => redis.smembers(key)),
+
+    lPushCapped: async (key, value, listOptions) => {
+      const { maxLength } = listOptions;
+      if (!(Number.isInteger(maxLength) && maxLength > 0 && maxLength <= 1_000_000)) {
+        throw new RangeError(`maxLength must be a whole number in 1..1000000, got ${String(maxLength)}`);
+      }
+      await run(() => scripts.sallyportLPushCapped(key, value, String(maxLength), String(ttlArg(listOptions.ttl))));
+    },
+
+    lRange: (key, start, stop) => run(() => redis.lrange(key, start, stop)),
 
     ping: async () => {
       await run(() => redis.ping());
