@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { configSchema, type Config } from './schema.ts';
+import { DEFAULT_ROLES } from '../admin/scopes.ts';
 
 /** The demo configuration `npm start` uses when SALLYPORT_CONFIG is not set. */
 export const DEMO_CONFIG_PATH = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url));
@@ -120,6 +121,20 @@ function crossFieldProblems(config: Config): string[] {
   config.identityProviders.forEach((idp, i) => {
     if (seenIdps.has(idp.id)) problems.push(`identityProviders[${i}].id: duplicate id "${idp.id}"`);
     seenIdps.add(idp.id);
+  });
+  const roles = new Set([...Object.keys(DEFAULT_ROLES), ...Object.keys(config.roles)]);
+  config.clients.forEach((c, i) => {
+    (c.roles ?? []).forEach((r, j) => {
+      if (!roles.has(r)) problems.push(`clients[${i}].roles[${j}]: unknown role "${r}"`);
+    });
+  });
+  const seenGroups = new Set<string>();
+  config.groups.forEach((g, i) => {
+    if (seenGroups.has(g.name)) problems.push(`groups[${i}].name: duplicate group "${g.name}"`);
+    seenGroups.add(g.name);
+    g.roles.forEach((r, j) => {
+      if (!roles.has(r)) problems.push(`groups[${i}].roles[${j}]: unknown role "${r}"`);
+    });
   });
   if (config.federation.recordLifetime < config.session.maxLifetime) {
     problems.push('federation.recordLifetime: must be at least session.maxLifetime (the record has to outlive the session)');

@@ -5,6 +5,7 @@
  * code base reads configuration from anywhere else.
  */
 import { z } from 'zod';
+import { ADMIN_SCOPES } from '../admin/scopes.ts';
 
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
@@ -126,6 +127,8 @@ export const clientMetadata = z
      * password form. Default: every enabled one.
      */
     allowed_idps: z.array(z.string().min(1).max(63)).optional(),
+    /** Admin roles granted to this client (its client-credentials tokens). */
+    roles: z.array(z.string().min(1).max(63)).optional(),
   })
   .superRefine((client, ctx) => {
     const method = client['token_endpoint_auth_method'];
@@ -251,6 +254,15 @@ const backchannelLogout = z.strictObject({
   allowPrivateNetworkOrigins: z.array(httpUrl.transform((u) => new URL(u).origin)).default([]),
 });
 
+const adminScope = z.enum(ADMIN_SCOPES);
+
+const groupDeclaration = z.strictObject({
+  name: groupName,
+  description: z.string().max(500).optional(),
+  /** Admin roles granted to every member. */
+  roles: z.array(z.string().min(1).max(63)).default([]),
+});
+
 export const configSchema = z.strictObject({
   /** Issuer identifier: the public base URL, no path, query or fragment. ISSUER overrides. */
   issuer: httpUrl.refine((u) => {
@@ -283,6 +295,13 @@ export const configSchema = z.strictObject({
   clients: z.array(clientMetadata).default([]),
   users: z.array(userDeclaration).default([]),
   identityProviders: z.array(identityProviderSchema).default([]),
+  /**
+   * Admin roles: name → admin API scopes. Built in: admin (sallyport.admin) and auditor
+   * (every *.read scope); entries here add roles or redefine those.
+   */
+  roles: z.record(z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'lower-case letters, digits and . _ -'), z.array(adminScope)).default({}),
+  /** Groups with a description and the admin roles they grant. Membership lives on users. */
+  groups: z.array(groupDeclaration).default([]),
   federation: federation.prefault({}),
 });
 
@@ -291,3 +310,4 @@ export type ClientDeclaration = z.infer<typeof clientMetadata>;
 export type UserDeclaration = z.infer<typeof userDeclaration>;
 export type ResourceServerConfig = z.infer<typeof resourceServer>;
 export type IdentityProviderDeclaration = z.infer<typeof identityProviderSchema>;
+export type GroupDeclaration = z.infer<typeof groupDeclaration>;

@@ -79,6 +79,9 @@ export class StoreAdapter implements Adapter {
     if (this.name === 'Client') {
       await this.#store.sAdd(this.#keys.clientIndex(), id);
     }
+    if (this.name === 'Grant' && payload.accountId) {
+      await this.#store.sAdd(this.#keys.accountGrants(payload.accountId), id, ttlOption);
+    }
 
     await this.#store.hReplace(key, { v: String(RECORD_VERSION), p: JSON.stringify(payload) }, ttlOption);
   }

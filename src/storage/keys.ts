@@ -32,6 +32,19 @@ export function createKeys(prefix: string) {
     /** Set of all user ids. */
     userIndex: () => `${prefix}users`,
 
+    /** Group record (versioned JSON envelope). */
+    group: (name: string) => `${prefix}group:${name}`,
+    /** Set of all group names. */
+    groupIndex: () => `${prefix}groups`,
+    /** Set of user ids in a group (maintained with the user records). */
+    groupMembers: (name: string) => `${prefix}group-members:${name}`,
+    /** Set of group names declared in the config file. */
+    declaredGroups: () => `${prefix}groups:declared`,
+    /** Audit event log (capped list, newest first). */
+    auditEvents: () => `${prefix}audit:events`,
+    /** Set of grant ids of one account ("revoke this user's tokens"). */
+    accountGrants: (accountId: string) => `${prefix}account:${accountId}:grants`,
+
     /** Failed sign-ins for a (lower-cased) username in the current window. */
     loginFailures: (username: string) => `${prefix}login-failures:${username.toLowerCase()}`,
 

@@ -40,6 +40,7 @@ export interface UserStore {
   getUserByUsername(username: string): Promise<User | undefined>;
   listUserIdsByEmail(email: string): Promise<string[]>;
   listUserIds(): Promise<string[]>;
+  listGroupMemberIds(group: string): Promise<string[]>;
   createUser(user: NewUser): Promise<User>;
   /** Apply `change` to the current record; fails with 412 when `expectedVersion` is stale. */
   updateUser(id: string, change: (current: User) => Partial<NewUser>, expectedVersion?: number): Promise<User>;
@@ -79,6 +80,7 @@ export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
 
     listUserIdsByEmail: (email) => store.sMembers(keys.usersByEmail(email)),
     listUserIds: () => store.sMembers(keys.userIndex()),
+    listGroupMemberIds: (group) => store.sMembers(keys.groupMembers(group)),
 
     async createUser(input) {
       const now = new Date().toISOString();
@@ -92,11 +94,13 @@ export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
       try {
         await claimUsername(user.username, user.id);
         if (user.email) await store.sAdd(keys.usersByEmail(user.email), user.id);
+        for (const group of user.groups) await store.sAdd(keys.groupMembers(group), user.id);
         await store.sAdd(keys.userIndex(), user.id);
       } catch (err) {
         // Roll back so a failed create leaves nothing behind.
         await store.delIfEquals(keys.userByName(user.username), user.id);
         if (user.email) await store.sRem(keys.usersByEmail(user.email), user.id);
+        for (const group of user.groups) await store.sRem(keys.groupMembers(group), user.id);
         await store.del(keys.user(user.id));
         throw err;
       }
@@ -120,6 +124,9 @@ export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
       if (next.email && next.email.toLowerCase() !== current.user.email?.toLowerCase()) {
         await store.sAdd(keys.usersByEmail(next.email), id);
       }
+      const addedGroups = next.groups.filter((g) => !current.user.groups.includes(g));
+      const removedGroups = current.user.groups.filter((g) => !next.groups.includes(g));
+      for (const group of addedGroups) await store.sAdd(keys.groupMembers(group), id);
       if (!(await store.setIfEquals(keys.user(id), current.raw, encodeRecord(next)))) {
         if (renamed) await store.delIfEquals(keys.userByName(next.username), id);
         throw preconditionFailed();
@@ -129,6 +136,7 @@ export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
       if (current.user.email && current.user.email.toLowerCase() !== next.email?.toLowerCase()) {
         await store.sRem(keys.usersByEmail(current.user.email), id);
       }
+      for (const group of removedGroups) await store.sRem(keys.groupMembers(group), id);
       return next;
     },
 
@@ -138,6 +146,7 @@ export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
       await store.del(keys.user(id));
       await store.delIfEquals(keys.userByName(current.user.username), id);
       if (current.user.email) await store.sRem(keys.usersByEmail(current.user.email), id);
+      for (const group of current.user.groups) await store.sRem(keys.groupMembers(group), id);
       await store.sRem(keys.userIndex(), id);
     },
   };

@@ -147,6 +147,17 @@ export function describeDomainStoreConformance(name: string, makeStore: () => Pr
       expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
     });
 
+    it('keeps group membership indexes in step with the records', async () => {
+      const { users } = await setup();
+      const a = await users.createUser(alice({ groups: ['g1', 'g2'] }));
+      expect(await users.listGroupMemberIds('g1')).toEqual([a.id]);
+      await users.updateUser(a.id, () => ({ groups: ['g2', 'g3'] }));
+      expect(await users.listGroupMemberIds('g1')).toEqual([]);
+      expect(await users.listGroupMemberIds('g3')).toEqual([a.id]);
+      await users.deleteUser(a.id);
+      expect(await users.listGroupMemberIds('g2')).toEqual([]);
+    });
+
     it('renames move the username index; deletes remove every index', async () => {
       const { users } = await setup();
       const created = await users.createUser(alice());
