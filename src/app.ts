@@ -16,11 +16,15 @@ import { AppError } from './errors.ts';
 import { createCsrf } from './interactions/csrf.ts';
 import { createInteractionRoutes } from './interactions/routes.ts';
 import { createFederation } from './interactions/federation.ts';
-import { applyDeclaredIdps } from './config/apply.ts';
+import { applyDeclaredGroups, applyDeclaredIdps } from './config/apply.ts';
 import { createFederatedAccounts } from './federation/accounts.ts';
 import { createAuthRecordStore, type AuthRecordStore } from './federation/auth-records.ts';
 import { createIdentityProviders, type IdentityProviders } from './federation/identity-providers.ts';
 import { installSessionHooks } from './oidc/session-hooks.ts';
+import { createAdminApi, adminIndicator } from './admin/index.ts';
+import { createAuditLog, type AuditLog } from './admin/audit.ts';
+import { createEntitlements } from './admin/entitlements.ts';
+import { createGroupStore, type GroupStore } from './storage/group-store.ts';
 import { createSessionTerminator, type SessionTerminator } from './logout/end-sessions.ts';
 import { createLogoutRoutes, installLogoutChain } from './logout/chain.ts';
 import { createIdpStore, type IdpStore } from './storage/idp-store.ts';
@@ -44,6 +48,8 @@ export interface SallyportApp {
   identityProviders: IdentityProviders;
   authRecords: AuthRecordStore;
   sessions: SessionTerminator;
+  groups: GroupStore;
+  audit: AuditLog;
   config: Config;
   /** Release the store (the HTTP server is closed by its owner first). */
   close(): Promise<void>;
@@ -66,11 +72,15 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     const keys = createKeys(config.storage.prefix);
     const users = createUserStore(store, keys);
     const signingKeys = await loadOrCreateSigningKeys(store, keys);
-    const provider = createProvider({ config, store, keys, users, signingKeys });
+    const groups = createGroupStore(store, keys);
+    const entitlements = createEntitlements({ config, users, groups });
+    const audit = createAuditLog({ store, keys, onError: (err) => logger.error({ err }, 'could not write an audit event') });
+    const provider = createProvider({ config, store, keys, users, signingKeys, admin: { indicator: adminIndicator(config.issuer), entitlements } });
     const idpStore = createIdpStore(store, keys);
     await applyDeclaredClients(config, provider, store, keys);
     await applyDeclaredUsers(config, users);
     await applyDeclaredIdps(config, idpStore, store, keys);
+    await applyDeclaredGroups(config, groups, store, keys);
     const identityProviders = createIdentityProviders({ idps: idpStore, fetch: options.fetch ?? globalThis.fetch });
     const authRecords = createAuthRecordStore({
       store,
@@ -98,7 +108,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     const federation = createFederation({ provider, config, store, keys, idps: identityProviders, accounts, csrf });
     const interactions = createInteractionRoutes({ provider, config, users, authenticate, csrf, federation });
     const logoutRoutes = createLogoutRoutes({ ...logoutDeps, logger });
-    for (const router of [federation.interactionRouter, federation.callbackRouter, interactions, logoutRoutes]) {
+    const adminApi = createAdminApi({ issuer: config.issuer, provider, store, keys, audit, entitlements });
+    for (const router of [federation.interactionRouter, federation.callbackRouter, interactions, logoutRoutes, adminApi]) {
       app.use(router.routes());
       app.use(router.allowedMethods());
     }
@@ -126,6 +137,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       identityProviders,
       authRecords,
       sessions,
+      groups,
+      audit,
       config,
       close: async () => {
         if (!options.store) await store.close();

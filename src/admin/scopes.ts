@@ -33,8 +33,10 @@ export function satisfies(granted: ReadonlySet<string>, needed: AdminScope): boo
   return granted.has(needed) || granted.has('sallyport.admin');
 }
 
+/** The admin scopes of some roles; `sallyport.admin` brings every other scope with it. */
 export function scopesOfRoles(roles: Readonly<Record<string, readonly string[]>>, names: Iterable<string>): Set<AdminScope> {
   const out = new Set<AdminScope>();
   for (const name of names) for (const scope of roles[name] ?? []) if (isAdminScope(scope)) out.add(scope);
+  if (out.has('sallyport.admin')) for (const scope of ADMIN_SCOPES) out.add(scope);
   return out;
 }

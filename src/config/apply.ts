@@ -10,6 +10,7 @@ import type { KeyValueStore } from '../storage/contract.ts';
 import type { Keys } from '../storage/keys.ts';
 import type { UserStore } from '../storage/user-store.ts';
 import type { IdpStore } from '../storage/idp-store.ts';
+import type { GroupStore } from '../storage/group-store.ts';
 import { resolveIdpSettings } from '../connectors/registry.ts';
 import { ConfigError } from './load.ts';
 import type { Config } from './schema.ts';
@@ -131,5 +132,30 @@ export async function applyDeclaredIdps(config: Config, idps: IdpStore, store: K
   for (const removed of previous) {
     if (await idps.getIdp(removed)) await idps.deleteIdp(removed).catch(() => undefined);
     await store.sRem(keys.declaredIdps(), removed);
+  }
+}
+
+/** Groups from the file (description and roles); membership stays on the users. */
+export async function applyDeclaredGroups(config: Config, groups: GroupStore, store: KeyValueStore, keys: Keys): Promise<void> {
+  const previous = new Set(await store.sMembers(keys.declaredGroups()));
+  for (const decl of config.groups) {
+    await store.sAdd(keys.declaredGroups(), decl.name);
+    const current = await groups.getGroup(decl.name);
+    const wanted = { description: decl.description, roles: [...decl.roles], source: 'config' as const };
+    try {
+      if (!current) await groups.createGroup({ name: decl.name, ...wanted });
+      else if (JSON.stringify([current.description, current.roles, current.source]) !== JSON.stringify([wanted.description, wanted.roles, wanted.source])) {
+        await groups.updateGroup(decl.name, wanted, current.version);
+      }
+    } catch (err) {
+      // Another instance applied the same file at the same moment.
+      const status = (err as { status?: number }).status;
+      if (status !== 409 && status !== 412) throw err;
+    }
+    previous.delete(decl.name);
+  }
+  for (const removed of previous) {
+    await groups.deleteGroup(removed).catch(() => undefined);
+    await store.sRem(keys.declaredGroups(), removed);
   }
 }

@@ -14,13 +14,17 @@ import { raw } from '../views/html.ts';
 import { createAdapterFactory } from './adapter.ts';
 import { accountClaims } from './claims.ts';
 import { describeOAuthError } from './errors.ts';
+import type { Entitlements } from '../admin/entitlements.ts';
+import { isAdminScope } from '../admin/scopes.ts';
 
 export const SUPPORTED_SCOPES = ['openid', 'offline_access', 'profile', 'email', 'groups'] as const;
 
 /** Sallyport's own client metadata, validated by the provider's client schema. */
-export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'allowed_idps'] as const;
+export const EXTRA_CLIENT_METADATA = ['first_party', 'require_pkce', 'allowed_idps', 'roles'] as const;
 
 export interface ProviderDeps {
+  /** Admin API as a resource server: its indicator and who holds which admin scopes. */
+  admin: { indicator: string; entitlements: Entitlements };
   config: Config;
   store: KeyValueStore;
   keys: Keys;
@@ -29,7 +33,7 @@ export interface ProviderDeps {
 }
 
 export function createProvider(deps: ProviderDeps): Provider {
-  const { config, store, keys, users, signingKeys } = deps;
+  const { config, store, keys, users, signingKeys, admin } = deps;
   const privateOrigins = new Set(config.backchannelLogout.allowPrivateNetworkOrigins);
   const resourceServers = new Map(config.resourceServers.map((rs) => [rs.indicator, rs]));
 
@@ -69,6 +73,12 @@ export function createProvider(deps: ProviderDeps): Provider {
       properties: [...EXTRA_CLIENT_METADATA],
       validator(_ctx, key, value, metadata) {
         if (value === undefined) return;
+        if (key === 'roles') {
+          if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v in admin.entitlements.roles)) {
+            throw new errors.InvalidClientMetadata(`roles must be an array of known roles (${Object.keys(admin.entitlements.roles).join(', ')})`);
+          }
+          return;
+        }
         if (key === 'allowed_idps') {
           if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && /^[a-z0-9][a-z0-9-]{0,62}$/.test(v))) {
             throw new errors.InvalidClientMetadata('allowed_idps must be an array of identity provider ids (or "local")');
@@ -170,7 +180,30 @@ export function createProvider(deps: ProviderDeps): Provider {
         enabled: true,
         // No resource requested: an opaque token for userinfo (session-bound, revocable,
         // introspectable). A JWT access token only for a configured resource server.
-        getResourceServerInfo: (_ctx, indicator) => {
+        // A request for admin scopes without a resource is for the admin API (so plain
+        // `scope=clients.read` works, as in UAA).
+        defaultResource: async (ctx, _client, oneOf) => {
+          if (oneOf) return oneOf;
+          const requested = String(ctx.oidc.params?.['scope'] ?? '').split(' ');
+          return requested.some(isAdminScope) ? admin.indicator : (undefined as unknown as string);
+        },
+        getResourceServerInfo: async (ctx, indicator, client) => {
+          if (indicator === admin.indicator) {
+            // Tokens carry only the admin scopes their holder has: the client's roles
+            // for client credentials; for a person, the roles of their groups, and only
+            // through a first-party client.
+            const accountId =
+              ctx.oidc.entities.AuthorizationCode?.accountId ??
+              ctx.oidc.entities.RefreshToken?.accountId ??
+              ctx.oidc.session?.accountId;
+            let held: Set<string>;
+            if (ctx.oidc.params?.['grant_type'] === 'client_credentials' || !accountId) {
+              held = admin.entitlements.forClientRoles(client['roles'] as string[] | undefined);
+            } else {
+              held = client['first_party'] === true ? await admin.entitlements.forAccount(accountId) : new Set();
+            }
+            return { scope: [...held].join(' '), audience: admin.indicator, accessTokenFormat: 'opaque', accessTokenTTL: config.tokens.clientCredentials };
+          }
           const rs = resourceServers.get(indicator);
           if (!rs) throw new errors.InvalidTarget('the requested resource is not known to this server');
           return {
