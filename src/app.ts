@@ -108,8 +108,22 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     const federation = createFederation({ provider, config, store, keys, idps: identityProviders, accounts, csrf });
     const interactions = createInteractionRoutes({ provider, config, users, authenticate, csrf, federation });
     const logoutRoutes = createLogoutRoutes({ ...logoutDeps, logger });
-    const adminApi = createAdminApi({ issuer: config.issuer, provider, store, keys, audit, entitlements });
-    for (const router of [federation.interactionRouter, federation.callbackRouter, interactions, logoutRoutes, adminApi]) {
+    const adminApi = createAdminApi({
+      issuer: config.issuer,
+      config,
+      provider,
+      store,
+      keys,
+      audit,
+      entitlements,
+      users,
+      groups,
+      idpStore,
+      identityProviders,
+      authRecords,
+      sessions,
+    });
+    for (const router of [federation.interactionRouter, federation.callbackRouter, interactions, logoutRoutes, adminApi.admin, adminApi.scim]) {
       app.use(router.routes());
       app.use(router.allowedMethods());
     }

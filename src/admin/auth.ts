@@ -32,6 +32,8 @@ function unauthorized(message: string, ctx: Context, error = 'invalid_token'): A
   return new AppError({ code: error, status: 401, message });
 }
 
+export type Authenticate = (ctx: Context) => Promise<Principal>;
+
 export function createAdminAuthenticator(deps: { provider: Provider; entitlements: Entitlements; audience: string }) {
   const { provider, entitlements, audience } = deps;
   return async function authenticate(ctx: Context): Promise<Principal> {

@@ -5,8 +5,20 @@
  */
 import Router from '@koa/router';
 import type Provider from 'oidc-provider';
+import type { Config } from '../config/schema.ts';
+import type { AuthRecordStore } from '../federation/auth-records.ts';
+import type { IdentityProviders } from '../federation/identity-providers.ts';
+import type { SessionTerminator } from '../logout/end-sessions.ts';
 import type { KeyValueStore } from '../storage/contract.ts';
+import type { GroupStore } from '../storage/group-store.ts';
+import type { IdpStore } from '../storage/idp-store.ts';
 import type { Keys } from '../storage/keys.ts';
+import type { UserStore } from '../storage/user-store.ts';
+import { groupRoutes } from './groups.ts';
+import { idpRoutes } from './idps.ts';
+import { createScimApi } from './scim.ts';
+import { sessionRoutes } from './sessions.ts';
+import { userRoutes } from './users.ts';
 import type { AuditLog } from './audit.ts';
 import { createAdminAuthenticator } from './auth.ts';
 import { clientRoutes } from './clients.ts';
@@ -18,24 +30,32 @@ export const ADMIN_PATH = '/admin/v1';
 
 export interface AdminApiDeps {
   issuer: string;
+  config: Config;
   provider: Provider;
+  users: UserStore;
+  groups: GroupStore;
+  idpStore: IdpStore;
+  identityProviders: IdentityProviders;
+  authRecords: AuthRecordStore;
+  sessions: SessionTerminator;
   store: KeyValueStore;
   keys: Keys;
   audit: AuditLog;
   entitlements: Entitlements;
 }
 
-export function createAdminApi(deps: AdminApiDeps): Router {
+export function createAdminApi(deps: AdminApiDeps): { admin: Router; scim: Router } {
   const router = new Router({ prefix: ADMIN_PATH });
   router.use(jsonErrors);
-  const routes = [...clientRoutes(deps), ...eventRoutes(deps.audit)];
+  const routes = [...clientRoutes(deps), ...userRoutes(deps), ...groupRoutes(deps), ...idpRoutes(deps), ...sessionRoutes(deps), ...eventRoutes(deps.audit)];
   const document = openApiDocument(routes, { issuer: deps.issuer, version: '1' });
   // The document describes the API; reading it needs no token.
   router.get('/openapi.json', (ctx) => {
     ctx.body = document;
   });
-  mount(router, routes, createAdminAuthenticator({ provider: deps.provider, entitlements: deps.entitlements, audience: adminIndicator(deps.issuer) }));
-  return router;
+  const authenticate = createAdminAuthenticator({ provider: deps.provider, entitlements: deps.entitlements, audience: adminIndicator(deps.issuer) });
+  mount(router, routes, authenticate);
+  return { admin: router, scim: createScimApi({ ...deps, authenticate }) };
 }
 
 /** The admin API's resource indicator (RFC 8707): the audience of its tokens. */
