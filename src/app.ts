@@ -89,7 +89,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       encryptionKeys: config.federation.recordEncryptionKeys,
     });
     installSessionHooks(provider, { store, keys, authRecords });
-    const sessions = createSessionTerminator({ provider, store, keys, authRecords, logger });
+    const sessions = createSessionTerminator({ provider, store, keys, authRecords, logger, audit });
     const logoutDeps = { provider, config, store, keys, authRecords, idps: identityProviders, sessions };
     installLogoutChain(logoutDeps);
 
@@ -105,8 +105,8 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     const csrf = createCsrf(config.cookies.keys);
     const authenticate = createPasswordAuthenticator({ store, keys, users, lockout: config.login.lockout });
     const accounts = createFederatedAccounts({ store, keys, users });
-    const federation = createFederation({ provider, config, store, keys, idps: identityProviders, accounts, csrf });
-    const interactions = createInteractionRoutes({ provider, config, users, authenticate, csrf, federation });
+    const federation = createFederation({ provider, config, store, keys, idps: identityProviders, accounts, csrf, audit });
+    const interactions = createInteractionRoutes({ provider, config, users, authenticate, csrf, federation, audit });
     const logoutRoutes = createLogoutRoutes({ ...logoutDeps, logger });
     const adminApi = createAdminApi({
       issuer: config.issuer,
@@ -132,6 +132,19 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     app.use(site.routes());
     app.use(site.allowedMethods());
 
+    // RP-initiated (and the library's internal) logout, after the local teardown.
+    provider.on('end_session.success', (ctx: Context) => {
+      const oidc = (ctx as unknown as { oidc?: { session?: { accountId?: string; uid?: string }; client?: { clientId: string } } }).oidc;
+      void audit.record({
+        type: 'signout',
+        outcome: 'success',
+        ...(oidc?.session?.accountId ? { actor: { accountId: oidc.session.accountId } } : {}),
+        ...(oidc?.session?.uid ? { target: { kind: 'session', id: oidc.session.uid } } : {}),
+        clientId: oidc?.client?.clientId,
+        ip: ctx.ip,
+        details: { method: 'rp-initiated' },
+      });
+    });
     provider.on('server_error', (ctx: Context, err: Error) => {
       (ctx.state['logger'] as Logger | undefined ?? logger).error({ err }, 'provider server_error');
     });

@@ -186,6 +186,33 @@ describe.each(BACKENDS)('protocol flows on %s', (backend) => {
     expect(again.loginPage).toBeUndefined();
   });
 
+  it('records sign-ins, failed sign-ins and sign-outs in the audit trail, without passwords', async () => {
+    const ua = new UserAgent();
+    const url = oidc.buildAuthorizationUrl(web, {
+      redirect_uri: `${rp.origin}/callback`,
+      scope: 'openid',
+      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+      code_challenge_method: 'S256',
+    });
+    const { page } = await ua.follow(url);
+    const failed = await ua.submit(page, { action: /\/login$/ }, { username: 'alice', password: 'not-the-password-xyz' });
+    const ok = await ua.submit(failed.page, { action: /\/login$/ }, { username: 'alice', password: PASSWORD }, [`${rp.origin}/callback`]);
+    expect(ok.stoppedAt).toBeDefined();
+    const alice = (await sp.users.getUserByUsername('alice'))!;
+    const { events } = await sp.audit.query({ type: 'signin', limit: 20 });
+    expect(events.find((e) => e.type === 'signin.failed' && e.details?.['username'] === 'alice')).toMatchObject({ outcome: 'failure', clientId: 'web', details: { reason: 'invalid' } });
+    expect(events.find((e) => e.type === 'signin.succeeded' && e.actor?.accountId === alice.id)).toMatchObject({ outcome: 'success', clientId: 'web' });
+    const endSession = new URL(web.serverMetadata().end_session_endpoint!);
+    endSession.searchParams.set('client_id', 'web');
+    const confirm = await ua.follow(endSession);
+    await ua.submit(confirm.page, { id: 'op.logoutForm' }, { logout: 'yes' });
+    const signouts = await sp.audit.query({ type: 'signout', limit: 5 });
+    expect(signouts.events[0]).toMatchObject({ type: 'signout', actor: { accountId: alice.id } });
+    const all = JSON.stringify((await sp.audit.query({ limit: 500 })).events);
+    expect(all).not.toContain(PASSWORD);
+    expect(all).not.toContain('not-the-password-xyz');
+  });
+
   describe('bad input', () => {
     it('wrong password: only "invalid username or password", for unknown users too', async () => {
       for (const username of ['bob', 'nobody-at-all']) {

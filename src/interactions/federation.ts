@@ -28,6 +28,7 @@ import type { KeyValueStore } from '../storage/contract.ts';
 import type { Keys } from '../storage/keys.ts';
 import { upstreamErrorPage } from '../views/pages.ts';
 import type { Csrf } from './csrf.ts';
+import type { AuditLog } from '../admin/audit.ts';
 import { clientOf, finishInteraction, interactionExpired, loadInteraction, unexpectedStep, type InteractionDetails } from './interaction.ts';
 import { LOCAL, chooseSignIn, plainLoginHint } from './sign-in-choice.ts';
 
@@ -47,6 +48,7 @@ const HANDOFF_TTL_SECONDS = 300;
 const random = () => randomBytes(32).toString('base64url');
 
 export interface FederationDeps {
+  audit: AuditLog;
   provider: Provider;
   config: Config;
   store: KeyValueStore;
@@ -57,7 +59,7 @@ export interface FederationDeps {
 }
 
 export function createFederation(deps: FederationDeps) {
-  const { provider, config, store, keys, idps, accounts, csrf } = deps;
+  const { provider, config, store, keys, idps, accounts, csrf, audit } = deps;
   const callbackUrl = (idp: string) => `${config.issuer}/federation/${idp}/callback`;
 
   async function allowedFor(interaction: InteractionDetails, idp: string): Promise<boolean> {
@@ -78,7 +80,9 @@ export function createFederation(deps: FederationDeps) {
           : err.kind === 'rejected'
             ? `${idpName} did not sign you in.`
             : `${idpName} answered with something Sallyport cannot accept, so you were not signed in.`;
-    (ctx.state['logger'] as { warn(o: object, m: string): void }).warn({ idp, kind: err instanceof UpstreamError ? err.kind : err.code, detail: err.message }, 'upstream sign-in failed');
+    const kind = err instanceof UpstreamError ? err.kind : err.code;
+    (ctx.state['logger'] as { warn(o: object, m: string): void }).warn({ idp, kind, detail: err.message }, 'upstream sign-in failed');
+    await audit.record({ type: 'signin.failed', outcome: 'failure', clientId: String(interaction.params['client_id']), ip: ctx.ip, details: { method: 'federated', idp, reason: kind } });
     ctx.status = unavailable ? 504 : 502;
     ctx.set('cache-control', 'no-store');
     ctx.type = 'html';
@@ -160,6 +164,14 @@ export function createFederation(deps: FederationDeps) {
       if (err instanceof UpstreamError || (err instanceof AppError && err.code === 'account_disabled')) return showUpstreamError(ctx, interaction, connector, idp, err);
       throw err;
     }
+    await audit.record({
+      type: 'signin.succeeded',
+      outcome: 'success',
+      actor: { accountId },
+      clientId: String(interaction.params['client_id']),
+      ip: ctx.ip,
+      details: { method: 'federated', idp },
+    });
     const pendingRef = random();
     await store.set(keys.fedPending(pendingRef), JSON.stringify(pending), { ttl: config.tokens.interaction });
     await finishInteraction(

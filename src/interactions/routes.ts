@@ -14,12 +14,14 @@ import { readForm } from '../http/form.ts';
 import type { UserStore } from '../storage/user-store.ts';
 import { consentPage, loginPage } from '../views/pages.ts';
 import type { Csrf } from './csrf.ts';
+import type { AuditLog } from '../admin/audit.ts';
 import type { Federation } from './federation.ts';
 import { plainLoginHint } from './sign-in-choice.ts';
 import { finishInteraction, interactionExpired, loadInteraction, unexpectedStep, type InteractionDetails, type InteractionResult } from './interaction.ts';
 
 
 export interface InteractionDeps {
+  audit: AuditLog;
   federation: Federation;
   provider: Provider;
   config: Config;
@@ -39,7 +41,7 @@ const SCOPE_DESCRIPTIONS: Record<string, string> = {
 const INVALID_CREDENTIALS = 'Invalid username or password.';
 
 export function createInteractionRoutes(deps: InteractionDeps): Router {
-  const { provider, config, users, authenticate, csrf, federation } = deps;
+  const { provider, config, users, authenticate, csrf, federation, audit } = deps;
   const router = new Router({ prefix: '/interaction/:uid' });
 
   router.use(async (ctx, next) => {
@@ -123,6 +125,12 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
       return renderLogin(ctx, interaction, { username: username.slice(0, 100), error: INVALID_CREDENTIALS });
     }
     const outcome = await authenticate(username, password);
+    const clientId = String(interaction.params['client_id']);
+    await audit.record(
+      outcome.ok
+        ? { type: 'signin.succeeded', outcome: 'success', actor: { accountId: outcome.user.id }, clientId, ip: ctx.ip, details: { method: 'password', username } }
+        : { type: 'signin.failed', outcome: 'failure', clientId, ip: ctx.ip, details: { method: 'password', username, reason: outcome.reason } },
+    );
     if (!outcome.ok) {
       ctx.status = 401;
       const error =

@@ -10,6 +10,7 @@
  */
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
+import type { AuditLog } from '../admin/audit.ts';
 import type { AuthRecordStore } from '../federation/auth-records.ts';
 import type { KeyValueStore } from '../storage/contract.ts';
 import type { Keys } from '../storage/keys.ts';
@@ -27,8 +28,8 @@ export interface SessionTerminator {
   endAccountSessions(accountId: string, reason: string): Promise<number>;
 }
 
-export function createSessionTerminator(deps: { provider: Provider; store: KeyValueStore; keys: Keys; authRecords: AuthRecordStore; logger: Logger }): SessionTerminator {
-  const { provider, store, keys, authRecords, logger } = deps;
+export function createSessionTerminator(deps: { provider: Provider; store: KeyValueStore; keys: Keys; authRecords: AuthRecordStore; logger: Logger; audit: AuditLog }): SessionTerminator {
+  const { provider, store, keys, authRecords, logger, audit } = deps;
 
   async function endSession(sessionUid: string, reason: string): Promise<boolean> {
     const session = await provider.Session.findByUid(sessionUid);
@@ -61,6 +62,9 @@ export function createSessionTerminator(deps: { provider: Provider; store: KeyVa
     }
     await authRecords.remove(sessionUid);
     logger.info({ sessionUid, reason, live: !!session }, 'session ended server-side');
+    if (session) {
+      await audit.record({ type: 'signout', outcome: 'success', actor: session.accountId ? { accountId: session.accountId } : undefined, target: { kind: 'session', id: sessionUid }, details: { method: 'server-side', reason } });
+    }
     return !!session;
   }
 
