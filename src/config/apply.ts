@@ -38,14 +38,32 @@ export async function applyDeclaredClients(config: Config, provider: Provider, s
 
   // The Client model's adapter is the provider's client lookup: writing through it is
   // what makes a client visible (to every instance, on the next request).
-  const adapter = (provider.Client as unknown as { adapter: { upsert(id: string, p: object): Promise<void>; destroy(id: string): Promise<void> } }).adapter;
+  const adapter = (provider.Client as unknown as {
+    adapter: { find(id: string): Promise<Record<string, unknown> | undefined>; upsert(id: string, p: object): Promise<void>; destroy(id: string): Promise<void> };
+  }).adapter;
 
   const managedKey = keys.declaredClients();
   const previous = new Set(await store.sMembers(managedKey));
   for (const m of metadata) {
     // Mark as declared before writing, so a crash never leaves an unmarked copy behind.
     await store.sAdd(managedKey, m.client_id);
-    await adapter.upsert(m.client_id, m);
+    // Bookkeeping the admin API shows (version, timestamps); an unchanged declaration
+    // writes nothing.
+    const existing = await adapter.find(m.client_id);
+    const { sallyport_version, sallyport_created_at, sallyport_updated_at, sallyport_source, ...existingMetadata } = existing ?? {};
+    void sallyport_updated_at;
+    if (existing && sallyport_source === 'config' && JSON.stringify(existingMetadata) === JSON.stringify(m)) {
+      previous.delete(m.client_id);
+      continue;
+    }
+    const now = new Date().toISOString();
+    await adapter.upsert(m.client_id, {
+      ...m,
+      sallyport_version: (typeof sallyport_version === 'number' ? sallyport_version : 0) + 1,
+      sallyport_source: 'config',
+      sallyport_created_at: typeof sallyport_created_at === 'string' && sallyport_created_at ? sallyport_created_at : now,
+      sallyport_updated_at: now,
+    });
     previous.delete(m.client_id);
   }
   for (const removed of previous) {
