@@ -5,41 +5,20 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as oidc from 'openid-client';
-import { BACKENDS, SECRET, startSallyport, type RunningSallyport } from './support/sallyport.ts';
-
-const ADMIN_SECRET = 'admin-cli-secret-0123456789abcdef0123456789';
+import { BACKENDS, startSallyport, type RunningSallyport } from './support/sallyport.ts';
+import { ADMIN_CLIENTS, ADMIN_SECRET, adminToken as getAdminToken, apiClient, type Api } from './support/admin.ts';
 
 describe.each(BACKENDS)('admin API: clients on %s', (backend) => {
   let sp: RunningSallyport;
   let adminToken: string;
   let readerToken: string;
-  let api: (path: string, init?: { method?: string; body?: unknown; token?: string | null; headers?: Record<string, string>; raw?: string }) => Promise<{ status: number; body: Record<string, unknown>; headers: Headers }>;
+  let api: Api;
 
   beforeAll(async () => {
-    sp = await startSallyport({
-      backend,
-      extraClients: [
-        { client_id: 'admin-cli', client_secret: ADMIN_SECRET, grant_types: ['client_credentials'], response_types: [], redirect_uris: [], roles: ['admin'] },
-        { client_id: 'auditor-cli', client_secret: ADMIN_SECRET, grant_types: ['client_credentials'], response_types: [], redirect_uris: [], roles: ['auditor'] },
-      ],
-    });
-    const admin = await sp.rp('admin-cli', { secret: ADMIN_SECRET });
-    adminToken = (await oidc.clientCredentialsGrant(admin, { scope: 'sallyport.admin' })).access_token;
-    const auditor = await sp.rp('auditor-cli', { secret: ADMIN_SECRET });
-    readerToken = (await oidc.clientCredentialsGrant(auditor, { scope: 'clients.read events.read clients.write' })).access_token;
-    api = async (path, init = {}) => {
-      const headers: Record<string, string> = { accept: 'application/json', ...init.headers };
-      const token = init.token === undefined ? adminToken : init.token;
-      if (token) headers['authorization'] = `Bearer ${token}`;
-      let body: string | undefined = init.raw;
-      if (init.body !== undefined) {
-        headers['content-type'] ??= 'application/json';
-        body = JSON.stringify(init.body);
-      }
-      const res = await fetch(`${sp.issuer}/admin/v1${path}`, { method: init.method ?? 'GET', headers, body });
-      const text = await res.text();
-      return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-    };
+    sp = await startSallyport({ backend, extraClients: ADMIN_CLIENTS });
+    adminToken = await getAdminToken(sp);
+    readerToken = await getAdminToken(sp, 'auditor-cli', 'clients.read events.read clients.write');
+    api = apiClient(sp, adminToken);
   });
   afterAll(async () => sp?.stop());
 
@@ -246,5 +225,4 @@ describe.each(BACKENDS)('admin API: clients on %s', (backend) => {
     expect(schema.additionalProperties).toBe(false);
   });
 
-  void SECRET;
 });

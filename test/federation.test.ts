@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as oidc from 'openid-client';
+import { pkceAuthorizationUrl } from './support/rp.ts';
 import { decodeJwt } from 'jose';
 import { BACKENDS, PASSWORD } from './support/sallyport.ts';
 import { federatedSignIn, startFederationEnv, submitLogoutForm, type FederationEnv } from './support/federation-env.ts';
@@ -34,12 +35,7 @@ describe.each(BACKENDS)('federated sign-in on %s', (backend) => {
   }
 
   it('offers both upstream IdPs and the local form on the sign-in page', async () => {
-    const url = oidc.buildAuthorizationUrl(env.web, {
-      redirect_uri: `${env.rp.origin}/callback`,
-      scope: 'openid',
-      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-      code_challenge_method: 'S256',
-    });
+    const url = await pkceAuthorizationUrl(env.web, `${env.rp.origin}/callback`);
     const { page } = await new UserAgent().follow(url);
     expect(page.body).toContain('Sign in with Okta');
     expect(page.body).toContain('Sign in with Keycloak');
@@ -97,12 +93,7 @@ describe.each(BACKENDS)('federated sign-in on %s', (backend) => {
 
   it('still signs in local accounts through the form on the same page', async () => {
     const ua = new UserAgent();
-    const url = oidc.buildAuthorizationUrl(env.web, {
-      redirect_uri: `${env.rp.origin}/callback`,
-      scope: 'openid',
-      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-      code_challenge_method: 'S256',
-    });
+    const url = await pkceAuthorizationUrl(env.web, `${env.rp.origin}/callback`);
     const { page } = await ua.follow(url);
     const done = await ua.submit(page, { action: /\/login$/ }, { username: 'alice', password: PASSWORD }, [`${env.rp.origin}/callback`]);
     expect(done.stoppedAt?.searchParams.get('code')).toBeTruthy();
@@ -257,12 +248,7 @@ describe.each(BACKENDS)('federated sign-in on %s', (backend) => {
     const current = (await env.sp.idpStore.getIdp('keycloak'))!.record;
     await env.sp.idpStore.putIdp({ ...current.declaration, displayName: 'Lab Keycloak' }, 'admin', current.version);
     try {
-      const url = oidc.buildAuthorizationUrl(env.web, {
-        redirect_uri: `${env.rp.origin}/callback`,
-        scope: 'openid',
-        code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-        code_challenge_method: 'S256',
-      });
+      const url = await pkceAuthorizationUrl(env.web, `${env.rp.origin}/callback`);
       const { page } = await new UserAgent().follow(url);
       expect(page.body).toContain('Sign in with Lab Keycloak');
     } finally {

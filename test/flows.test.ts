@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as oidc from 'openid-client';
+import { pkceAuthorizationUrl } from './support/rp.ts';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { BACKENDS, PASSWORD, SECRET, startSallyport, type RunningSallyport } from './support/sallyport.ts';
 import { signIn, startTestRp, type TestRp } from './support/rp.ts';
@@ -188,12 +189,7 @@ describe.each(BACKENDS)('protocol flows on %s', (backend) => {
 
   it('records sign-ins, failed sign-ins and sign-outs in the audit trail, without passwords', async () => {
     const ua = new UserAgent();
-    const url = oidc.buildAuthorizationUrl(web, {
-      redirect_uri: `${rp.origin}/callback`,
-      scope: 'openid',
-      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-      code_challenge_method: 'S256',
-    });
+    const url = await pkceAuthorizationUrl(web, `${rp.origin}/callback`);
     const { page } = await ua.follow(url);
     const failed = await ua.submit(page, { action: /\/login$/ }, { username: 'alice', password: 'not-the-password-xyz' });
     const ok = await ua.submit(failed.page, { action: /\/login$/ }, { username: 'alice', password: PASSWORD }, [`${rp.origin}/callback`]);
@@ -217,12 +213,7 @@ describe.each(BACKENDS)('protocol flows on %s', (backend) => {
     it('wrong password: only "invalid username or password", for unknown users too', async () => {
       for (const username of ['bob', 'nobody-at-all']) {
         const ua = new UserAgent();
-        const url = oidc.buildAuthorizationUrl(web, {
-          redirect_uri: `${rp.origin}/callback`,
-          scope: 'openid',
-          code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-          code_challenge_method: 'S256',
-        });
+        const url = await pkceAuthorizationUrl(web, `${rp.origin}/callback`);
         const { page } = await ua.follow(url);
         const failed = await ua.submit(page, { action: /\/login$/ }, { username, password: 'wrong password!' });
         expect(failed.page.status).toBe(401);
@@ -233,12 +224,7 @@ describe.each(BACKENDS)('protocol flows on %s', (backend) => {
 
     it('locks a username after repeated failures, even for the right password, and keeps the message generic', async () => {
       const ua = new UserAgent();
-      const url = oidc.buildAuthorizationUrl(web, {
-        redirect_uri: `${rp.origin}/callback`,
-        scope: 'openid',
-        code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-        code_challenge_method: 'S256',
-      });
+      const url = await pkceAuthorizationUrl(web, `${rp.origin}/callback`);
       let { page } = await ua.follow(url);
       for (let i = 0; i < 3; i++) {
         ({ page } = await ua.submit(page, { action: /\/login$/ }, { username: 'bob', password: `wrong-${i}-password` }));
@@ -295,12 +281,7 @@ describe.each(BACKENDS)('protocol flows on %s', (backend) => {
 
     it('login form with a missing or tampered CSRF token: 403, nothing signed in', async () => {
       const ua = new UserAgent();
-      const url = oidc.buildAuthorizationUrl(web, {
-        redirect_uri: `${rp.origin}/callback`,
-        scope: 'openid',
-        code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-        code_challenge_method: 'S256',
-      });
+      const url = await pkceAuthorizationUrl(web, `${rp.origin}/callback`);
       const { page } = await ua.follow(url);
       const form = parseForms(page.body).find((f) => f.action.endsWith('/login'))!;
       const action = new URL(form.action, page.url);

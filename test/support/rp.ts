@@ -97,3 +97,14 @@ export async function signIn(config: oidc.Configuration, options: SignInOptions)
   }
   return result;
 }
+
+/** An authorization URL with a fresh PKCE challenge (for tests that only walk the pages). */
+export async function pkceAuthorizationUrl(config: oidc.Configuration, redirectUri: string, params: Record<string, string> = {}): Promise<URL> {
+  return oidc.buildAuthorizationUrl(config, {
+    redirect_uri: redirectUri,
+    scope: 'openid',
+    code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+    code_challenge_method: 'S256',
+    ...params,
+  });
+}
