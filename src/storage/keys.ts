@@ -18,6 +18,8 @@ export function createKeys(prefix: string) {
     oidcDeviceUserCode: (userCode: string) => `${prefix}oidc:DeviceCode:userCode:${userCode}`,
     /** Set of session uids of one account ("end this user's sessions"). */
     accountSessions: (accountId: string) => `${prefix}account:${accountId}:sessions`,
+    /** Lock serializing admin changes of one identity provider. */
+    idpLock: (id: string) => `${prefix}lock:idp:${id}`,
     /** Lock serializing admin changes of one client. */
     clientLock: (clientId: string) => `${prefix}lock:client:${clientId}`,
     /** Set of all client ids stored in the Client model. */
