@@ -131,6 +131,8 @@ export async function jsonErrors(ctx: Context, next: () => Promise<unknown>): Pr
   } catch (err) {
     ctx.set('cache-control', 'no-store');
     if (err instanceof AppError) {
+      // RFC 6750 §3.1, whichever handler found the scope missing.
+      if (err.code === 'insufficient_scope' && err.field) ctx.set('www-authenticate', `Bearer error="insufficient_scope", scope="${err.field}"`);
       ctx.status = err.status;
       ctx.body = {
         error: err.code,

@@ -44,7 +44,8 @@ export interface UserStore {
   createUser(user: NewUser): Promise<User>;
   /** Apply `change` to the current record; fails with 412 when `expectedVersion` is stale. */
   updateUser(id: string, change: (current: User) => Partial<NewUser>, expectedVersion?: number): Promise<User>;
-  deleteUser(id: string): Promise<void>;
+  /** Delete; with `expectedVersion`, only that version (412 otherwise). */
+  deleteUser(id: string, expectedVersion?: number): Promise<void>;
 }
 
 export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
@@ -128,7 +129,9 @@ export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
       const removedGroups = current.user.groups.filter((g) => !next.groups.includes(g));
       for (const group of addedGroups) await store.sAdd(keys.groupMembers(group), id);
       if (!(await store.setIfEquals(keys.user(id), current.raw, encodeRecord(next)))) {
+        // Lost the race: take back the index entries this attempt added.
         if (renamed) await store.delIfEquals(keys.userByName(next.username), id);
+        for (const group of addedGroups) await store.sRem(keys.groupMembers(group), id);
         throw preconditionFailed();
       }
       // Old index entries go only after the record no longer refers to them.
@@ -140,10 +143,11 @@ export function createUserStore(store: KeyValueStore, keys: Keys): UserStore {
       return next;
     },
 
-    async deleteUser(id) {
+    async deleteUser(id, expectedVersion) {
       const current = await read(id);
       if (!current) throw notFound('user');
-      await store.del(keys.user(id));
+      if (expectedVersion !== undefined && current.user.version !== expectedVersion) throw preconditionFailed();
+      if (!(await store.delIfEquals(keys.user(id), current.raw))) throw preconditionFailed();
       await store.delIfEquals(keys.userByName(current.user.username), id);
       if (current.user.email) await store.sRem(keys.usersByEmail(current.user.email), id);
       for (const group of current.user.groups) await store.sRem(keys.groupMembers(group), id);
