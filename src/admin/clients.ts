@@ -12,7 +12,7 @@ import type { KeyValueStore } from '../storage/contract.ts';
 import type { Keys } from '../storage/keys.ts';
 import { withLock } from '../storage/lock.ts';
 import type { AuditLog } from './audit.ts';
-import { etagOf, ifMatchVersion, listQuery, page, pageSchema } from './common.ts';
+import { etagOf, ifMatchVersion, listQuery, page, pageSchema, actorOf } from './common.ts';
 import { route, type Route } from './http.ts';
 
 const uri = z.url({ protocol: /^https?$/ });
@@ -141,7 +141,6 @@ export function clientRoutes(deps: ClientRoutesDeps): Route<never, never, never>
     ...(input.grant_types.includes('client_credentials') && !input.grant_types.includes('authorization_code') ? { response_types: [] } : {}),
   });
 
-  const actor = (p: { clientId: string; accountId?: string | undefined }) => ({ clientId: p.clientId, accountId: p.accountId });
 
   return [
     route({
@@ -180,7 +179,7 @@ export function clientRoutes(deps: ClientRoutesDeps): Route<never, never, never>
           const now = new Date().toISOString();
           const stored = { ...metadata, sallyport_version: 1, sallyport_source: 'admin' as const, sallyport_created_at: now, sallyport_updated_at: now };
           await adapter.upsert(id, stored);
-          await audit.record({ type: 'client.created', outcome: 'success', actor: actor(principal), target: { kind: 'client', id }, ip: ctx.ip });
+          await audit.record({ type: 'client.created', outcome: 'success', actor: actorOf(principal), target: { kind: 'client', id }, ip: ctx.ip });
           ctx.set('etag', etagOf(1));
           ctx.set('location', `/admin/v1/clients/${encodeURIComponent(id)}`);
           return { ...output(stored as StoredClient), ...(secret ? { client_secret: secret } : {}) };
@@ -232,7 +231,7 @@ export function clientRoutes(deps: ClientRoutesDeps): Route<never, never, never>
             sallyport_updated_at: new Date().toISOString(),
           };
           await adapter.upsert(params.id, next);
-          await audit.record({ type: 'client.updated', outcome: 'success', actor: actor(principal), target: { kind: 'client', id: params.id }, ip: ctx.ip });
+          await audit.record({ type: 'client.updated', outcome: 'success', actor: actorOf(principal), target: { kind: 'client', id: params.id }, ip: ctx.ip });
           ctx.set('etag', etagOf(next.sallyport_version));
           return output(next as StoredClient);
         });
@@ -254,7 +253,7 @@ export function clientRoutes(deps: ClientRoutesDeps): Route<never, never, never>
           const expected = ifMatchVersion(ctx);
           if (expected !== undefined && expected !== current.sallyport_version) throw preconditionFailed();
           await adapter.destroy(params.id);
-          await audit.record({ type: 'client.deleted', outcome: 'success', actor: actor(principal), target: { kind: 'client', id: params.id }, ip: ctx.ip });
+          await audit.record({ type: 'client.deleted', outcome: 'success', actor: actorOf(principal), target: { kind: 'client', id: params.id }, ip: ctx.ip });
         });
       },
     }),
@@ -279,7 +278,7 @@ export function clientRoutes(deps: ClientRoutesDeps): Route<never, never, never>
           const secret = newSecret();
           const next = { ...current, client_secret: secret, sallyport_version: current.sallyport_version + 1, sallyport_updated_at: new Date().toISOString() };
           await adapter.upsert(params.id, next);
-          await audit.record({ type: 'client.secret_rotated', outcome: 'success', actor: actor(principal), target: { kind: 'client', id: params.id }, ip: ctx.ip });
+          await audit.record({ type: 'client.secret_rotated', outcome: 'success', actor: actorOf(principal), target: { kind: 'client', id: params.id }, ip: ctx.ip });
           ctx.set('etag', etagOf(next.sallyport_version));
           return { client_id: params.id, client_secret: secret, version: next.sallyport_version };
         });

@@ -2,6 +2,7 @@
 import type { Context } from 'koa';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import type { Principal } from './auth.ts';
 
 export const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50).describe('page size (1–200)'),
@@ -34,3 +35,6 @@ export function ifMatchVersion(ctx: Context): number | undefined {
   if (!m) throw new AppError({ code: 'invalid_request', status: 400, message: 'If-Match must be an ETag from this API, e.g. "3"', field: 'If-Match' });
   return Number(m[1]);
 }
+
+/** Who acted, for audit events. */
+export const actorOf = (p: Pick<Principal, 'clientId' | 'accountId'>) => ({ clientId: p.clientId, accountId: p.accountId });

@@ -15,10 +15,10 @@ import { z } from 'zod';
 import { AppError, badRequest, notFound, preconditionFailed } from '../errors.ts';
 import type { Group } from '../storage/group-store.ts';
 import type { User } from '../storage/user-store.ts';
-import { etagOf, ifMatchVersion, listQuery, page, pageSchema } from './common.ts';
+import { actorOf, etagOf, ifMatchVersion, listQuery, page, pageSchema } from './common.ts';
 import { route, type Route } from './http.ts';
 import type { AdminApiDeps } from './index.ts';
-import { actorOf, assertMayGrant, groupName, managedByConfig, uniqueArray, updateUser } from './users.ts';
+import { assertMayGrant, groupName, managedByConfig, uniqueArray, updateUser } from './users.ts';
 
 const groupOutput = z
   .object({

@@ -16,7 +16,7 @@ import { UpstreamError } from '../connectors/types.ts';
 import { AppError, conflict, notFound, preconditionFailed } from '../errors.ts';
 import type { IdpRecord } from '../storage/idp-store.ts';
 import { withLock } from '../storage/lock.ts';
-import { etagOf, ifMatchVersion, listQuery, page, pageSchema } from './common.ts';
+import { etagOf, ifMatchVersion, listQuery, page, pageSchema, actorOf } from './common.ts';
 import { route, type Route } from './http.ts';
 import type { AdminApiDeps } from './index.ts';
 
@@ -154,7 +154,6 @@ export function idpRoutes(deps: AdminApiDeps): Route<never, never, never>[] {
       .filter((k) => JSON.stringify(before[k as keyof IdentityProviderDeclaration]) !== JSON.stringify(after[k as keyof IdentityProviderDeclaration]))
       .sort();
 
-  const actor = (p: { clientId: string; accountId?: string | undefined }) => ({ clientId: p.clientId, accountId: p.accountId });
 
   return [
     route({
@@ -193,7 +192,7 @@ export function idpRoutes(deps: AdminApiDeps): Route<never, never, never>[] {
             throw new AppError({ code: 'managed_by_config', status: 409, message: 'this id is declared in the config file', field: 'id' });
           }
           const record = await idpStore.putIdp(body, 'admin');
-          await audit.record({ type: 'idp.created', outcome: 'success', actor: actor(principal), target: { kind: 'identity_provider', id: body.id }, ip: ctx.ip, details: { type: body.type, issuer: body.issuer } });
+          await audit.record({ type: 'idp.created', outcome: 'success', actor: actorOf(principal), target: { kind: 'identity_provider', id: body.id }, ip: ctx.ip, details: { type: body.type, issuer: body.issuer } });
           ctx.set('etag', etagOf(record.version));
           ctx.set('location', `/admin/v1/identity-providers/${encodeURIComponent(body.id)}`);
           return output(record, false);
@@ -248,7 +247,7 @@ export function idpRoutes(deps: AdminApiDeps): Route<never, never, never>[] {
           await audit.record({
             type: 'idp.updated',
             outcome: 'success',
-            actor: actor(principal),
+            actor: actorOf(principal),
             target: { kind: 'identity_provider', id: params.id },
             ip: ctx.ip,
             details: { changed: changedFields(before, declaration) },
@@ -273,7 +272,7 @@ export function idpRoutes(deps: AdminApiDeps): Route<never, never, never>[] {
           assertWritable(current);
           assertVersion(ctx, current.record);
           await idpStore.deleteIdp(params.id);
-          await audit.record({ type: 'idp.deleted', outcome: 'success', actor: actor(principal), target: { kind: 'identity_provider', id: params.id }, ip: ctx.ip });
+          await audit.record({ type: 'idp.deleted', outcome: 'success', actor: actorOf(principal), target: { kind: 'identity_provider', id: params.id }, ip: ctx.ip });
         });
       },
     }),
@@ -297,7 +296,7 @@ export function idpRoutes(deps: AdminApiDeps): Route<never, never, never>[] {
           await audit.record({
             type: 'idp.group_mappings_updated',
             outcome: 'success',
-            actor: actor(principal),
+            actor: actorOf(principal),
             target: { kind: 'identity_provider', id: params.id },
             ip: ctx.ip,
             details: { upstreamGroups: Object.keys(body.groupMappings).sort() },

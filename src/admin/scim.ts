@@ -37,6 +37,7 @@ import type { NewUser, User } from '../storage/user-store.ts';
 import type { Authenticate, Principal } from './auth.ts';
 import type { AdminApiDeps } from './index.ts';
 import { satisfies, scopesOfRoles, type AdminScope } from './scopes.ts';
+import { actorOf } from './common.ts';
 
 export const SCIM_PATH = '/scim/v2';
 
@@ -1121,7 +1122,6 @@ export function createScimApi(deps: AdminApiDeps & { authenticate: Authenticate 
   const { users, groups, audit, sessions, store, keys, authenticate } = deps;
   const base = `${deps.issuer}${SCIM_PATH}`;
   const locationOf = (kind: ResourceKind, id: string) => `${base}${kind.endpoint}/${encodeURIComponent(id)}`;
-  const actorOf = (p: Principal) => ({ clientId: p.clientId, accountId: p.accountId });
 
   async function authorize(ctx: Context, scope: AdminScope): Promise<Principal> {
     const principal = await authenticate(ctx);

@@ -11,6 +11,7 @@ import type { Session } from 'oidc-provider';
 import { z } from 'zod';
 import { notFound } from '../errors.ts';
 import type { AuthRecord } from '../federation/auth-records.ts';
+import { actorOf } from './common.ts';
 import { route, type Route } from './http.ts';
 import type { AdminApiDeps } from './index.ts';
 
@@ -99,7 +100,6 @@ export function sessionRoutes(deps: AdminApiDeps): Route<never, never, never>[] 
     };
   }
 
-  const actor = (p: { clientId: string; accountId?: string | undefined }) => ({ clientId: p.clientId, accountId: p.accountId });
 
   return [
     route({
@@ -137,7 +137,7 @@ export function sessionRoutes(deps: AdminApiDeps): Route<never, never, never>[] 
         await audit.record({
           type: 'session.ended',
           outcome: 'success',
-          actor: actor(principal),
+          actor: actorOf(principal),
           target: { kind: 'session', id: params.uid },
           ip: ctx.ip,
           details: { accountId: params.id, live: ended },
@@ -156,7 +156,7 @@ export function sessionRoutes(deps: AdminApiDeps): Route<never, never, never>[] 
       async handler({ params, principal, ctx }) {
         await assertAccount(params.id, keys.accountSessions(params.id));
         const ended = await sessions.endAccountSessions(params.id, 'admin');
-        await audit.record({ type: 'user.sessions_ended', outcome: 'success', actor: actor(principal), target: { kind: 'user', id: params.id }, ip: ctx.ip, details: { ended } });
+        await audit.record({ type: 'user.sessions_ended', outcome: 'success', actor: actorOf(principal), target: { kind: 'user', id: params.id }, ip: ctx.ip, details: { ended } });
         return { ended };
       },
     }),
@@ -182,7 +182,7 @@ export function sessionRoutes(deps: AdminApiDeps): Route<never, never, never>[] 
           await store.sRem(index, grantId);
           if (live) revoked++;
         }
-        await audit.record({ type: 'user.grants_revoked', outcome: 'success', actor: actor(principal), target: { kind: 'user', id: params.id }, ip: ctx.ip, details: { grants: revoked } });
+        await audit.record({ type: 'user.grants_revoked', outcome: 'success', actor: actorOf(principal), target: { kind: 'user', id: params.id }, ip: ctx.ip, details: { grants: revoked } });
         return { revoked };
       },
     }),

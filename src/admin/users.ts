@@ -13,7 +13,7 @@ import { hashPassword } from '../accounts/passwords.ts';
 import { AppError, badRequest, notFound, preconditionFailed } from '../errors.ts';
 import type { NewUser, User } from '../storage/user-store.ts';
 import type { Principal } from './auth.ts';
-import { etagOf, ifMatchVersion, listQuery, pageSchema } from './common.ts';
+import { etagOf, ifMatchVersion, listQuery, pageSchema, actorOf } from './common.ts';
 import { route, type Route } from './http.ts';
 import type { AdminApiDeps } from './index.ts';
 import { satisfies, scopesOfRoles, type AdminScope } from './scopes.ts';
@@ -115,7 +115,6 @@ export function userOf(u: User): z.infer<typeof userOutput> {
   };
 }
 
-export const actorOf = (p: Principal) => ({ clientId: p.clientId, accountId: p.accountId });
 
 const insufficientScope = (scope: AdminScope, message: string) => new AppError({ code: 'insufficient_scope', status: 403, message, field: scope });
 
