@@ -30,7 +30,7 @@ import { createLogoutRoutes, installLogoutChain } from './logout/chain.ts';
 import { createIdpStore, type IdpStore } from './storage/idp-store.ts';
 import { createProvider } from './oidc/provider.ts';
 import { loadOrCreateSigningKeys } from './oidc/signing-keys.ts';
-import { StoreUnavailableError, type KeyValueStore } from './storage/contract.ts';
+import { isStoreOutage, type KeyValueStore } from './storage/contract.ts';
 import { createStore } from './storage/index.ts';
 import { createKeys, type Keys } from './storage/keys.ts';
 import { createUserStore, type UserStore } from './storage/user-store.ts';
@@ -89,6 +89,11 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       encryptionKeys: config.federation.recordEncryptionKeys,
     });
     installSessionHooks(provider, { store, keys, authRecords });
+    // RFC 9110 §10.2.3: a 503 says when to come back.
+    provider.use(async (ctx, next) => {
+      await next();
+      if (ctx.status === 503) ctx.set('retry-after', '5');
+    });
     const sessions = createSessionTerminator({ provider, store, keys, authRecords, logger, audit });
     const logoutDeps = { provider, config, store, keys, authRecords, idps: identityProviders, sessions };
     installLogoutChain(logoutDeps);
@@ -245,7 +250,7 @@ async function errorHandler(ctx: Context, next: Next) {
       message = err.publicMessage;
       title = status === 403 ? 'Request refused' : status === 404 ? 'Not found' : status === 413 ? 'Too large' : 'Sign-in could not continue';
       if (err.detail || status >= 500) log.warn({ code, detail: err.detail }, message);
-    } else if (err instanceof StoreUnavailableError) {
+    } else if (isStoreOutage(err)) {
       status = 503;
       code = 'temporarily_unavailable';
       title = 'Temporarily unavailable';

@@ -11,7 +11,7 @@ import type Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
-import { StoreUnavailableError } from '../storage/contract.ts';
+import { isStoreOutage } from '../storage/contract.ts';
 import type { Principal } from './auth.ts';
 import { satisfies, type AdminScope } from './scopes.ts';
 
@@ -142,7 +142,7 @@ export async function jsonErrors(ctx: Context, next: () => Promise<unknown>): Pr
       };
       return;
     }
-    if (err instanceof StoreUnavailableError) {
+    if (isStoreOutage(err)) {
       ctx.status = 503;
       ctx.set('retry-after', '5');
       ctx.body = { error: 'temporarily_unavailable', message: 'the store is unreachable; retry shortly' };

@@ -31,7 +31,7 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 import { hashPassword } from '../accounts/passwords.ts';
 import { AppError } from '../errors.ts';
-import { StoreUnavailableError } from '../storage/contract.ts';
+import { isStoreOutage } from '../storage/contract.ts';
 import type { Group } from '../storage/group-store.ts';
 import type { NewUser, User } from '../storage/user-store.ts';
 import type { Authenticate, Principal } from './auth.ts';
@@ -118,7 +118,7 @@ async function scimErrors(ctx: Context, next: () => Promise<unknown>): Promise<v
       detail = err.publicMessage;
       // The stores report a taken username or group name as a 409 conflict.
       scimType = SCIM_TYPES.has(err.code) ? err.code : status === 409 ? 'uniqueness' : undefined;
-    } else if (err instanceof StoreUnavailableError) {
+    } else if (isStoreOutage(err)) {
       status = 503;
       detail = 'the store is unreachable; retry shortly';
       ctx.set('retry-after', '5');

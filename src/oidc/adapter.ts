@@ -9,7 +9,7 @@
  * check-then-set the library would otherwise rely on.
  */
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
-import type { KeyValueStore } from '../storage/contract.ts';
+import { StoreUnavailableError, type KeyValueStore } from '../storage/contract.ts';
 import type { Keys } from '../storage/keys.ts';
 import { RECORD_VERSION } from '../storage/records.ts';
 
@@ -31,15 +31,39 @@ const GRANT_BOUND = new Set([
 const RETENTION_SECONDS = 60;
 
 export function createAdapterFactory(store: KeyValueStore, keys: Keys): (name: string) => Adapter {
-  const cache = new Map<string, StoreAdapter>();
+  const cache = new Map<string, Adapter>();
   return (name: string) => {
     let adapter = cache.get(name);
     if (!adapter) {
-      adapter = new StoreAdapter(name, store, keys);
+      adapter = withOutageErrors(new StoreAdapter(name, store, keys));
       cache.set(name, adapter);
     }
     return adapter;
   };
+}
+
+/**
+ * A store outage inside a provider endpoint must reach the client as what it is — a
+ * temporary condition (503 `temporarily_unavailable`, retry) — not as the library's
+ * generic 500 server_error.
+ */
+function withOutageErrors(adapter: StoreAdapter): Adapter {
+  return new Proxy(adapter, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function') return value;
+      return async (...args: unknown[]) => {
+        try {
+          return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        } catch (err) {
+          if (!(err instanceof StoreUnavailableError)) throw err;
+          const unavailable = new errors.TemporarilyUnavailable('the service is temporarily unavailable; retry shortly');
+          Object.assign(unavailable, { status: 503, statusCode: 503, cause: err });
+          throw unavailable;
+        }
+      };
+    },
+  });
 }
 
 export class StoreAdapter implements Adapter {

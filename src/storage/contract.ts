@@ -115,3 +115,8 @@ export class StoreUnavailableError extends Error {
 export class WrongTypeError extends Error {
   override readonly name = 'WrongTypeError';
 }
+
+/** A store outage, also when it arrives wrapped (as the provider adapter's 503 error). */
+export function isStoreOutage(err: unknown): boolean {
+  return err instanceof StoreUnavailableError || (err instanceof Error && err.cause instanceof StoreUnavailableError);
+}
