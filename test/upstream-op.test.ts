@@ -4,144 +4,31 @@
  * claims, SSO and forced re-authentication, key rotation, forged ID tokens that a
  * careful RP rejects, vendor-specific logout rules, back-channel logout, and downtime.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as oidc from 'openid-client';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRp, type TestRp } from './support/rp.ts';
+import { UserAgent, parseForms, type Page } from './support/user-agent.ts';
 import { startUpstreamOp, type Misbehaviour, type UpstreamClient, type UpstreamFlavor, type UpstreamOp, type UpstreamUser } from './support/upstream-op.ts';
 
-// --- a minimal browser: path-aware cookie jar, manual redirects, regex form parsing -------
+// --- the person's browser and the RP's back-channel receiver: the shared test support ------
 
-interface Page {
-  status: number;
-  url: string;
-  headers: Headers;
-  body: string;
-}
-
-interface Form {
-  id?: string;
-  action: string;
-  fields: Record<string, string>;
-}
-
+/** The shared user agent, with the call shape this file uses (one stop prefix, a form by id). */
 class Browser {
-  readonly cookies: { name: string; value: string; host: string; path: string }[] = [];
-
-  #cookieHeader(url: URL): string {
-    return this.cookies
-      .filter((c) => c.host === url.hostname && (url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`)))
-      .map((c) => `${c.name}=${c.value}`)
-      .join('; ');
+  readonly ua = new UserAgent();
+  request(url: string | URL, init?: Parameters<UserAgent['request']>[1]) {
+    return this.ua.request(url, init);
   }
-
-  #store(url: URL, headers: Headers): void {
-    for (const line of headers.getSetCookie()) {
-      const [pair = '', ...attributes] = line.split(';').map((part) => part.trim());
-      const eq = pair.indexOf('=');
-      const name = pair.slice(0, eq);
-      const value = pair.slice(eq + 1);
-      let path = '/';
-      let expired = false;
-      for (const attribute of attributes) {
-        const [k = '', v = ''] = attribute.split('=');
-        if (k.toLowerCase() === 'path') path = v;
-        if (k.toLowerCase() === 'expires' && Date.parse(v) <= Date.now()) expired = true;
-        if (k.toLowerCase() === 'max-age' && Number(v) <= 0) expired = true;
-      }
-      const index = this.cookies.findIndex((c) => c.name === name && c.path === path && c.host === url.hostname);
-      if (index >= 0) this.cookies.splice(index, 1);
-      if (!expired) this.cookies.push({ name, value, host: url.hostname, path });
-    }
+  follow(url: string | URL, stopAt?: string, init?: Parameters<UserAgent['request']>[1]) {
+    return this.ua.follow(url, { ...(stopAt ? { stopAt: [stopAt] } : {}), ...(init ? { init } : {}) });
   }
-
-  async request(url: string | URL, init: { method?: string; form?: Record<string, string> } = {}): Promise<Page> {
-    const target = new URL(url);
-    const headers = new Headers({ accept: 'text/html' });
-    const cookie = this.#cookieHeader(target);
-    if (cookie) headers.set('cookie', cookie);
-    let body: string | undefined;
-    if (init.form) {
-      headers.set('content-type', 'application/x-www-form-urlencoded');
-      body = new URLSearchParams(init.form).toString();
-    }
-    const response = await fetch(target, { method: init.method ?? (body ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
-    this.#store(target, response.headers);
-    return { status: response.status, url: target.href, headers: response.headers, body: await response.text() };
-  }
-
-  /** Follow redirects; stop (without requesting it) at a URL starting with `stopAt`. */
-  async follow(url: string | URL, stopAt?: string, init?: Parameters<Browser['request']>[1]): Promise<{ page: Page; stoppedAt?: URL }> {
-    let page = await this.request(url, init);
-    for (let hops = 0; hops < 20; hops++) {
-      const location = page.headers.get('location');
-      if (page.status < 300 || page.status >= 400 || !location) return { page };
-      const next = new URL(location, page.url);
-      if (stopAt && next.href.startsWith(stopAt)) return { page, stoppedAt: next };
-      page = await this.request(next);
-    }
-    throw new Error('too many redirects');
-  }
-
-  async submit(page: Page, formId: string, values: Record<string, string>, stopAt?: string) {
-    const form = parseForms(page.body).find((f) => f.id === formId);
-    if (!form) throw new Error(`no form #${formId} on ${page.url} (${page.status}):\n${page.body.slice(0, 400)}`);
-    return this.follow(new URL(form.action || page.url, page.url), stopAt, { method: 'POST', form: { ...form.fields, ...values } });
+  submit(page: Page, formId: string, values: Record<string, string>, stopAt?: string) {
+    return this.ua.submit(page, { id: formId }, values, stopAt ? [stopAt] : undefined);
   }
 }
 
-function attribute(tag: string, name: string): string | undefined {
-  const m = new RegExp(`\\s${name}\\s*=\\s*(?:"([^"]*)"|'([^']*)')`, 'i').exec(tag);
-  const raw = m ? (m[1] ?? m[2]) : undefined;
-  return raw?.replace(/&#(\d+);/g, (_, code: string) => String.fromCharCode(Number(code))).replace(/&amp;/g, '&');
-}
-
-function parseForms(html: string): Form[] {
-  const forms: Form[] = [];
-  for (const m of html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)) {
-    const open = `<form ${m[1]}>`;
-    const fields: Record<string, string> = {};
-    for (const input of (m[2] ?? '').matchAll(/<input\b[^>]*>/gi)) {
-      const name = attribute(input[0], 'name');
-      if (name) fields[name] = attribute(input[0], 'value') ?? '';
-    }
-    const id = attribute(open, 'id');
-    forms.push({ ...(id ? { id } : {}), action: attribute(open, 'action') ?? '', fields });
-  }
-  return forms;
-}
-
-// --- the relying party's side: a back-channel logout receiver -----------------------------
-
-interface Receiver {
-  origin: string;
-  logoutTokens: string[];
-  close(): Promise<void>;
-}
-
-async function startReceiver(): Promise<Receiver> {
-  const logoutTokens: string[] = [];
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-    req.on('end', () => {
-      if (req.method === 'POST' && req.url === '/backchannel-logout') {
-        const token = new URLSearchParams(body).get('logout_token');
-        if (token) logoutTokens.push(token);
-        res.writeHead(token ? 200 : 400, { 'cache-control': 'no-store' }).end();
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('rp');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    logoutTokens,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
+type Receiver = TestRp;
+const startReceiver = startTestRp;
 
 // --- fixtures -------------------------------------------------------------------------------------
 
@@ -246,7 +133,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await receiver.close();
+  await receiver.stop();
 });
 
 describe.each(['okta', 'keycloak'] as const)('%s upstream', (flavor) => {
