@@ -57,8 +57,11 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     return client?.clientName ?? String(interaction.params['client_id']);
   }
 
-  async function renderLogin(ctx: Context, interaction: InteractionDetails, extra: { username?: string; error?: string } = {}) {
-    const { offered, local } = await federation.choose(interaction);
+  type Ways = Awaited<ReturnType<Federation['choose']>>;
+
+  /** The sign-in page; `ways` is the choice the caller already made for this interaction. */
+  async function renderLogin(ctx: Context, interaction: InteractionDetails, ways: Ways, extra: { username?: string; error?: string } = {}) {
+    const { offered, local } = ways;
     const hint = plainLoginHint(interaction.params);
     ctx.type = 'html';
     ctx.body = loginPage({
@@ -91,14 +94,15 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
     const interaction = await details(ctx);
     switch (interaction.prompt.name) {
       case 'login': {
-        const { choice } = await federation.choose(interaction);
+        const ways = await federation.choose(interaction);
+        const { choice } = ways;
         // Hints, the client's allowed list and the configured ways decide; the page
         // is shown only when the person has a choice to make.
         if (choice.kind === 'idp') return federation.start(ctx, interaction, choice.idp);
         if (choice.kind === 'none') {
           throw new AppError({ code: 'no_sign_in_method', status: 400, message: 'No way to sign in is available for this application. Contact your administrator.' });
         }
-        return renderLogin(ctx, interaction);
+        return renderLogin(ctx, interaction, ways);
       }
       case 'consent': {
         const client = await provider.Client.find(String(interaction.params['client_id']));
@@ -114,15 +118,15 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
   router.post('/login', async (ctx) => {
     const interaction = await details(ctx);
     const form = await readCheckedForm(ctx, interaction);
-    const { local } = await federation.choose(interaction);
-    if (interaction.prompt.name !== 'login' || !local) {
+    const ways = await federation.choose(interaction);
+    if (interaction.prompt.name !== 'login' || !ways.local) {
       throw unexpectedStep();
     }
     const username = (form.get('username') ?? '').trim();
     const password = form.get('password') ?? '';
     if (!username || !password || username.length > 100 || password.length > 1024) {
       ctx.status = 400;
-      return renderLogin(ctx, interaction, { username: username.slice(0, 100), error: INVALID_CREDENTIALS });
+      return renderLogin(ctx, interaction, ways, { username: username.slice(0, 100), error: INVALID_CREDENTIALS });
     }
     const outcome = await authenticate(username, password);
     const clientId = String(interaction.params['client_id']);
@@ -137,7 +141,7 @@ export function createInteractionRoutes(deps: InteractionDeps): Router {
         outcome.reason === 'locked'
           ? `Too many failed sign-in attempts. Try again in ${Math.ceil(outcome.retryAfterSeconds / 60)} minute(s).`
           : INVALID_CREDENTIALS;
-      return renderLogin(ctx, interaction, { username, error });
+      return renderLogin(ctx, interaction, ways, { username, error });
     }
     return finish(
       ctx,
