@@ -3,7 +3,7 @@
  * `createApp` connects to the store, loads (or creates) signing keys, applies the
  * declarative config and returns the app with a `close()` for graceful shutdown.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import Koa, { type Context, type Next } from 'koa';
 import Router from '@koa/router';
@@ -28,6 +28,8 @@ import { createGroupStore, type GroupStore } from './storage/group-store.ts';
 import { createSessionTerminator, type SessionTerminator } from './logout/end-sessions.ts';
 import { createLogoutRoutes, installLogoutChain } from './logout/chain.ts';
 import { createIdpStore, type IdpStore } from './storage/idp-store.ts';
+import { createRateLimiter } from './http/rate-limit.ts';
+import { createMetrics, routeOf, type Metrics } from './observability/metrics.ts';
 import { createProvider } from './oidc/provider.ts';
 import { loadOrCreateSigningKeys } from './oidc/signing-keys.ts';
 import { isStoreOutage, type KeyValueStore } from './storage/contract.ts';
@@ -50,6 +52,7 @@ export interface SallyportApp {
   sessions: SessionTerminator;
   groups: GroupStore;
   audit: AuditLog;
+  metrics: Metrics;
   config: Config;
   /** Release the store (the HTTP server is closed by its owner first). */
   close(): Promise<void>;
@@ -61,20 +64,33 @@ export interface AppOptions {
   store?: KeyValueStore;
   /** HTTP client for calls to upstream identity providers. */
   fetch?: typeof globalThis.fetch;
+  /** Also export Node.js process metrics (CPU, memory, event loop, GC). One app per process should. */
+  processMetrics?: boolean;
 }
 
 const STYLESHEET = new URL('./views/static/sallyport.css', import.meta.url);
 
 export async function createApp(config: Config, options: AppOptions): Promise<SallyportApp> {
   const { logger } = options;
-  const store = options.store ?? (await createStore(config.storage));
+  const ownStore = options.store ?? (await createStore(config.storage));
+  const metrics = createMetrics({ processMetrics: options.processMetrics ?? false });
+  const store = metrics.instrumentStore(ownStore);
   try {
     const keys = createKeys(config.storage.prefix);
     const users = createUserStore(store, keys);
     const signingKeys = await loadOrCreateSigningKeys(store, keys);
     const groups = createGroupStore(store, keys);
     const entitlements = createEntitlements({ config, users, groups });
-    const audit = createAuditLog({ store, keys, onError: (err) => logger.error({ err }, 'could not write an audit event') });
+    const audit = createAuditLog({
+      store,
+      keys,
+      onError: (err) => logger.error({ err }, 'could not write an audit event'),
+      observe: (event) => {
+        if (event.type !== 'signin.succeeded' && event.type !== 'signin.failed') return;
+        const method = event.details?.['method'] === 'federated' ? 'federated' : 'password';
+        metrics.signIn(method, method === 'federated' ? String(event.details?.['idp'] ?? '') : 'local', event.outcome);
+      },
+    });
     const provider = createProvider({ config, store, keys, users, signingKeys, admin: { indicator: adminIndicator(config.issuer), entitlements } });
     const idpStore = createIdpStore(store, keys);
     await applyDeclaredClients(config, provider, store, keys);
@@ -95,7 +111,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       if (ctx.status === 503) ctx.set('retry-after', '5');
     });
     const sessions = createSessionTerminator({ provider, store, keys, authRecords, logger, audit });
-    const logoutDeps = { provider, config, store, keys, authRecords, idps: identityProviders, sessions };
+    const logoutDeps = { provider, config, store, keys, authRecords, idps: identityProviders, sessions, onStep: metrics.logoutChain };
     installLogoutChain(logoutDeps);
 
     const app = new Koa({ proxy: config.trustProxy });
@@ -104,8 +120,19 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     app.silent = true;
 
     app.use(requestContext(logger));
+    app.use(metrics.http());
+    app.use(accessLog);
     app.use(securityHeaders);
     app.use(errorHandler);
+    app.use(
+      createRateLimiter({
+        config,
+        store,
+        keys,
+        paths: { token: provider.pathFor('token'), endSession: provider.pathFor('end_session'), endSessionConfirm: provider.pathFor('end_session_confirm') },
+        onLimited: metrics.rateLimited,
+      }),
+    );
 
     const csrf = createCsrf(config.cookies.keys);
     const authenticate = createPasswordAuthenticator({ store, keys, users, lockout: config.login.lockout });
@@ -133,7 +160,7 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       app.use(router.allowedMethods());
     }
 
-    const site = createSiteRoutes(config, store);
+    const site = createSiteRoutes(config, store, metrics);
     app.use(site.routes());
     app.use(site.allowedMethods());
 
@@ -149,6 +176,10 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
         ip: ctx.ip,
         details: { method: 'rp-initiated' },
       });
+    });
+    provider.on('grant.success', (ctx: Context) => {
+      const params = (ctx as unknown as { oidc?: { params?: { grant_type?: unknown } } }).oidc?.params;
+      metrics.tokenIssued(String(params?.grant_type ?? ''));
     });
     provider.on('server_error', (ctx: Context, err: Error) => {
       (ctx.state['logger'] as Logger | undefined ?? logger).error({ err }, 'provider server_error');
@@ -171,13 +202,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       sessions,
       groups,
       audit,
+      metrics,
       config,
       close: async () => {
-        if (!options.store) await store.close();
+        if (!options.store) await ownStore.close();
       },
     };
   } catch (err) {
-    if (!options.store) await store.close().catch(() => undefined);
+    if (!options.store) await ownStore.close().catch(() => undefined);
     throw err;
   }
 }
@@ -215,6 +247,28 @@ function requestContext(logger: Logger) {
     ctx.set('x-request-id', requestId);
     await next();
   };
+}
+
+/** Paths probed every few seconds by orchestrators and scrapers: not worth a log line each. */
+const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * One line per request: method, route, status and duration. The route is the endpoint's
+ * name or pattern, never the raw path or query: those carry codes, hints and interaction
+ * ids. Paths are logged only for requests no route matched. Never headers or bodies.
+ */
+async function accessLog(ctx: Context, next: Next) {
+  const start = process.hrtime.bigint();
+  try {
+    await next();
+  } finally {
+    if (!QUIET_PATHS.has(ctx.path)) {
+      const ms = Math.round(Number(process.hrtime.bigint() - start) / 1e4) / 100;
+      const route = routeOf(ctx);
+      const where = route === 'unmatched' ? { route, path: ctx.path.slice(0, 200) } : { route };
+      (ctx.state['logger'] as Logger).info({ method: ctx.method, ...where, status: ctx.status, ms }, 'request');
+    }
+  }
 }
 
 /**
@@ -276,8 +330,25 @@ async function notFound(ctx: Context) {
   ctx.body = errorPage({ status: 404, title: 'Not found', message: 'There is nothing at this address.', requestId: String(ctx.state['requestId']) });
 }
 
-function createSiteRoutes(config: Config, store: KeyValueStore): Router {
+function createSiteRoutes(config: Config, store: KeyValueStore, metrics: Metrics): Router {
   const router = new Router();
+  if (config.metrics.enabled) {
+    const expected = config.metrics.bearerToken ? Buffer.from(`Bearer ${config.metrics.bearerToken}`) : undefined;
+    router.get('/metrics', async (ctx) => {
+      if (expected) {
+        const given = Buffer.from(ctx.get('authorization'));
+        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+          ctx.status = 401;
+          ctx.set('www-authenticate', 'Bearer realm="metrics"');
+          ctx.body = { error: 'unauthorized', message: 'a bearer token is required for /metrics' };
+          return;
+        }
+      }
+      ctx.set('cache-control', 'no-store');
+      ctx.type = metrics.registry.contentType;
+      ctx.body = await metrics.registry.metrics();
+    });
+  }
   let stylesheet: Promise<Buffer> | undefined;
   router.get('/static/sallyport.css', async (ctx) => {
     stylesheet ??= readFile(STYLESHEET);

@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const sallyport = await createApp(config, { logger });
+  const sallyport = await createApp(config, { logger, processMetrics: true });
   const server = createServer(sallyport.app.callback());
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {

@@ -49,6 +49,11 @@ describe('the server process', () => {
     expect(server.output()).toContain(`open http://localhost:${port}/`);
     const discovery = (await (await fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`)).json()) as { issuer: string };
     expect(discovery.issuer).toBe(`http://localhost:${port}`);
+    // The process exports its runtime metrics beside Sallyport's own.
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^process_cpu_seconds_total \d/m);
+    expect(metrics).toMatch(/^nodejs_eventloop_lag_seconds /m);
+    expect(metrics).toContain('sallyport_http_requests_total{method="GET",route="discovery",status="200"} 1');
 
     // An in-flight request (its body still arriving) finishes after SIGTERM.
     const inFlight = new Promise<number>((resolve, reject) => {

@@ -44,11 +44,20 @@ export interface AuditLog {
   query(q: AuditQuery): Promise<{ events: AuditEvent[]; next?: string | undefined }>;
 }
 
-export function createAuditLog(deps: { store: KeyValueStore; keys: Keys; maxEvents?: number; retentionSeconds?: number; onError?: (err: unknown) => void }): AuditLog {
+export function createAuditLog(deps: {
+  store: KeyValueStore;
+  keys: Keys;
+  maxEvents?: number;
+  retentionSeconds?: number;
+  onError?: (err: unknown) => void;
+  /** Sees every event as it is recorded (metrics). */
+  observe?: (event: Omit<AuditEvent, 'id' | 'at'>) => void;
+}): AuditLog {
   const maxEvents = deps.maxEvents ?? 50_000;
   const ttl = deps.retentionSeconds ?? 90 * 86400;
   return {
     async record(event) {
+      deps.observe?.(event);
       const details = event.details
         ? Object.fromEntries(Object.entries(event.details).filter(([k]) => !SECRET_KEYS.test(k)))
         : undefined;

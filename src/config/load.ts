@@ -163,6 +163,9 @@ function productionProblems(config: Config): string[] {
       problems.push(`clients[${i}].client_secret: the demo secret of "${c.client_id}" must not be used in production`);
     }
   });
+  if (config.metrics.bearerToken?.includes(DEMO_SECRET_MARKER)) {
+    problems.push('metrics.bearerToken: the demo token must not be used in production');
+  }
   config.users.forEach((u, i) => {
     if (u.password) problems.push(`users[${i}].password: plain-text passwords are refused in production; use passwordHash (npm run hash-password)`);
   });

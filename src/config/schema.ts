@@ -254,6 +254,41 @@ const backchannelLogout = z.strictObject({
   allowPrivateNetworkOrigins: z.array(httpUrl.transform((u) => new URL(u).origin)).default([]),
 });
 
+/** One fixed-window limit: at most `limit` requests per `window`, or `false` for none. */
+const rateLimit = z.union([
+  z.literal(false),
+  z.strictObject({
+    limit: z.number().int().min(1).max(1_000_000),
+    window: duration,
+  }),
+]);
+
+const rateLimits = z.strictObject({
+  /**
+   * Posts of the sign-in form (username/password) per client IP. Complements the
+   * per-account lockout, which does not stop one address trying many accounts. Raise
+   * it where many people share one address (an office behind NAT). Default 60 per minute.
+   */
+  login: rateLimit.default({ limit: 60, window: 60 }),
+  /**
+   * Token endpoint requests per client (the client_id named by the request, counted
+   * before authentication). Default 3000 per 10s.
+   */
+  token: rateLimit.default({ limit: 3000, window: 10 }),
+  /** end_session requests (GET and the confirmation POST) per client IP. Default 60 per minute. */
+  endSession: rateLimit.default({ limit: 60, window: 60 }),
+});
+
+const metrics = z.strictObject({
+  /** Serve Prometheus metrics at /metrics. Default true. */
+  enabled: z.boolean().default(true),
+  /**
+   * When set, /metrics requires `Authorization: Bearer <token>`. Without it the
+   * endpoint is open: keep it off the public edge (or set a token).
+   */
+  bearerToken: secret.optional(),
+});
+
 const adminScope = z.enum(ADMIN_SCOPES);
 
 const groupDeclaration = z.strictObject({
@@ -303,6 +338,9 @@ export const configSchema = z.strictObject({
   /** Groups with a description and the admin roles they grant. Membership lives on users. */
   groups: z.array(groupDeclaration).default([]),
   federation: federation.prefault({}),
+  /** Abuse limits, counted in the store (so shared by every instance). */
+  rateLimits: rateLimits.prefault({}),
+  metrics: metrics.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -311,3 +349,4 @@ export type UserDeclaration = z.infer<typeof userDeclaration>;
 export type ResourceServerConfig = z.infer<typeof resourceServer>;
 export type IdentityProviderDeclaration = z.infer<typeof identityProviderSchema>;
 export type GroupDeclaration = z.infer<typeof groupDeclaration>;
+export type RateLimitRule = Exclude<z.infer<typeof rateLimit>, false>;

@@ -28,6 +28,7 @@ import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
+import type { LogoutChainStep } from '../observability/metrics.ts';
 import type { AuthRecord, AuthRecordStore } from '../federation/auth-records.ts';
 import type { IdentityProviders } from '../federation/identity-providers.ts';
 import type { KeyValueStore } from '../storage/contract.ts';
@@ -52,11 +53,21 @@ export interface LogoutChainDeps {
   authRecords: AuthRecordStore;
   idps: IdentityProviders;
   sessions: SessionTerminator;
+  /** Told each step a logout takes (metrics). */
+  onStep?: (step: LogoutChainStep, labels?: { idp?: string | undefined; hint?: boolean | undefined }) => void;
 }
 
 export function installLogoutChain(deps: LogoutChainDeps): void {
   const { provider, config, store, keys, authRecords, idps, sessions } = deps;
   const issuerOrigin = new URL(config.issuer).origin;
+  const onStep = deps.onStep ?? (() => undefined);
+  const returnsToApplication = applicationReturnCheck(provider, config);
+
+  /** The local logout ends here: at the application, or on our signed-out page. */
+  function finishedLocally(location: string, idp?: string): void {
+    onStep('local_only', { idp });
+    if (returnsToApplication(location)) onStep('returned_to_rp', { idp });
+  }
 
   /** oidc-provider's internal logout before an account switch redirects to our own resume URL. */
   function isResumeUrl(location: string): boolean {
@@ -74,6 +85,7 @@ export function installLogoutChain(deps: LogoutChainDeps): void {
       if (oidc.route === 'end_session') await rememberHintedSession(ctx);
       else if (oidc.route === 'end_session_confirm') await chainUpstream(ctx, log);
     } catch (err) {
+      if (oidc.route === 'end_session_confirm') onStep('failed');
       log?.error({ err, route: oidc.route }, 'upstream logout chaining failed; continuing with the local logout result');
     }
   });
@@ -120,10 +132,10 @@ export function installLogoutChain(deps: LogoutChainDeps): void {
         await sessions.endSession(hinted, 'rp-initiated logout with a hint for another session');
       }
     }
-    if (!record) return;
+    if (!record) return finishedLocally(finalLocation);
 
     const connector = await idps.getForLogout(record.idp);
-    if (!connector) return;
+    if (!connector) return finishedLocally(finalLocation, record.idp);
     const txn = randomBytes(32).toString('base64url');
     const request = await connector.logoutRequest({
       idToken: await authRecords.idToken(record),
@@ -133,10 +145,12 @@ export function installLogoutChain(deps: LogoutChainDeps): void {
     });
     if (!request) {
       log?.info({ idp: record.idp }, 'upstream has no end-session endpoint; local logout only');
-      return;
+      return finishedLocally(finalLocation, record.idp);
     }
     await store.set(keys.logoutTx(txn), JSON.stringify({ finalLocation, idp: record.idp } satisfies LogoutTransaction), { ttl: LOGOUT_TX_TTL_SECONDS });
-    log?.info({ idp: record.idp, hint: 'id_token_hint' in request.params, method: request.method }, 'chaining logout to the upstream IdP');
+    const hint = 'id_token_hint' in request.params;
+    log?.info({ idp: record.idp, hint, method: request.method }, 'chaining logout to the upstream IdP');
+    onStep('upstream_redirect', { idp: record.idp, hint });
     if (request.method === 'GET') {
       const url = new URL(request.url);
       for (const [k, v] of Object.entries(request.params)) url.searchParams.set(k, v);
@@ -154,6 +168,7 @@ export function installLogoutChain(deps: LogoutChainDeps): void {
 export function createLogoutRoutes(deps: LogoutChainDeps & { logger: Logger }): Router {
   const { store, keys, idps, authRecords, sessions } = deps;
   const router = new Router();
+  const returnsToApplication = applicationReturnCheck(deps.provider, deps.config);
 
   router.get(LOGOUT_CALLBACK_PATH, async (ctx) => {
     ctx.set('cache-control', 'no-store');
@@ -161,7 +176,12 @@ export function createLogoutRoutes(deps: LogoutChainDeps & { logger: Logger }): 
     const raw = state ? await store.getDel(keys.logoutTx(state)) : null;
     // The target was stored server-side by step 2; nothing from the query is ever
     // used as a redirect. Unknown or replayed: our signed-out page (no loop).
-    const target = raw ? (JSON.parse(raw) as LogoutTransaction).finalLocation : '/session/end/success';
+    const tx = raw ? (JSON.parse(raw) as LogoutTransaction) : undefined;
+    const target = tx ? tx.finalLocation : '/session/end/success';
+    if (tx) {
+      deps.onStep?.('upstream_returned', { idp: tx.idp });
+      if (returnsToApplication(target)) deps.onStep?.('returned_to_rp', { idp: tx.idp });
+    }
     ctx.status = 303;
     ctx.redirect(target);
   });
@@ -208,4 +228,13 @@ export function createLogoutRoutes(deps: LogoutChainDeps & { logger: Logger }): 
   });
 
   return router;
+}
+
+/** Whether a logout's final location is the application's (rather than our signed-out page). */
+function applicationReturnCheck(provider: Provider, config: Config): (location: string) => boolean {
+  const signedOutPage = new URL(provider.pathFor('end_session_success'), config.issuer).href;
+  return (location) => {
+    const url = URL.parse(location, config.issuer);
+    return !!url && `${url.origin}${url.pathname}` !== signedOutPage;
+  };
 }

@@ -51,6 +51,8 @@ export function createKeys(prefix: string) {
 
     /** Failed sign-ins for a (lower-cased) username in the current window. */
     loginFailures: (username: string) => `${prefix}login-failures:${username.toLowerCase()}`,
+    /** Fixed-window request counter of one rate limit, subject and window (expires with it). */
+    rateLimit: (rule: string, subject: string, window: number) => `${prefix}rate:${rule}:${window}:${subject}`,
 
     /** The provider's private signing keys (JWKS JSON), shared by every instance. */
     signingKeys: () => `${prefix}keys:signing`,

@@ -4,6 +4,7 @@
  * each with Sallyport registered as a client.
  */
 import * as oidc from 'openid-client';
+import type { Logger } from 'pino';
 import { expect } from 'vitest';
 import { startTestRp, type TestRp } from './rp.ts';
 import { PASSWORD, SECRET, freePort, startSallyport, type Backend, type RunningSallyport } from './sallyport.ts';
@@ -34,6 +35,8 @@ export interface FederationEnvOptions {
   /** A Redis of the test's own (for tests that break it). */
   redisUrl?: string;
   prefix?: string;
+  /** Where Sallyport logs. */
+  logger?: Logger;
 }
 
 export async function startFederationEnv(options: FederationEnvOptions): Promise<FederationEnv> {
@@ -89,6 +92,7 @@ export async function startFederationEnv(options: FederationEnvOptions): Promise
     port: spPort,
     ...(options.redisUrl ? { redisUrl: options.redisUrl } : {}),
     ...(options.prefix ? { prefix: options.prefix } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
     rpOrigin: rp.origin,
     config: {
       identityProviders: [
