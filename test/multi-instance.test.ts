@@ -294,6 +294,30 @@ describe.runIf(redisServerAvailable())('three Sallyport processes behind a round
     expect(again.askedUpstreamPassword).toBe(true);
   });
 
+  it('a code, or a refresh token, redeemed at the same moment on two instances is never honoured twice', async () => {
+    /** Both at once, one on each instance: at most one wins, the other gets invalid_grant. */
+    const neverTwice = async <T>(pair: [Name, Name], redeem: () => Promise<T>) => {
+      const from = proxy.log.length;
+      for (const name of pair) on(name, { method: 'POST', path: paths.token });
+      const results = await Promise.allSettled([redeem(), redeem()]);
+      expect(served(from, 'POST', paths.token).map((e) => e.backend).sort()).toEqual([...pair].sort());
+      // When the loser finds the code or token already used, that is a replay
+      // (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.14): the grant is revoked, and the
+      // winner's request may fail too. What must never happen is two issuances.
+      expect(results.filter((r) => r.status === 'fulfilled').length).toBeLessThanOrEqual(1);
+      const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      expect(lost.length).toBeGreaterThanOrEqual(1);
+      for (const r of lost) expect(r.reason).toMatchObject({ error: 'invalid_grant' });
+    };
+    const started = await federatedSignIn(env, { idp: 'okta', stopAtUpstreamCallback: true, params: { scope: FULL_SCOPE, prompt: 'consent' } });
+    const back = await started.ua.follow(started.callback!, { stopAt: [`${rp.origin}/callback`] });
+    expect(back.stoppedAt?.searchParams.get('code'), back.page.body.slice(0, 400)).toBeTruthy();
+    await neverTwice(['A', 'B'], () => oidc.authorizationCodeGrant(app, back.stoppedAt!, { pkceCodeVerifier: started.codeVerifier, expectedState: started.state }));
+
+    const signedIn = await signIn();
+    await neverTwice(['B', 'C'], () => oidc.refreshTokenGrant(app, signedIn.tokens!.refresh_token!));
+  });
+
   it('a client created, changed and deleted through one instance is in force on the others at once', async () => {
     const created = await adminApi('A', '/clients', { method: 'POST', body: { client_id: 'reports', client_name: 'Reports', grant_types: ['client_credentials'] } });
     expect(created.status).toBe(201);
