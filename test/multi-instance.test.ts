@@ -100,9 +100,8 @@ describe.runIf(redisServerAvailable())('three Sallyport processes behind a round
       instances[p.name as Name] = p;
       proxy.addBackend({ name: p.name, origin: p.origin });
     }
-    env = { sp: { issuer }, rp, web: undefined as unknown as oidc.Configuration };
     app = await oidc.discovery(new URL(issuer), APP, undefined, oidc.None(), { execute: [oidc.allowInsecureRequests] });
-    env.web = app;
+    env = { sp: { issuer }, rp, web: app };
     const meta = app.serverMetadata();
     paths = {
       token: new URL(meta.token_endpoint!).pathname,
