@@ -138,12 +138,19 @@ export interface FederatedSignIn {
   state: string;
 }
 
+/** What a sign-in needs of an environment: Sallyport's public origin, the RP, its client. */
+export interface SignInEnv {
+  sp: { issuer: string };
+  rp: { origin: string };
+  web: oidc.Configuration;
+}
+
 /**
  * A person signing in to an RP through Sallyport and an upstream: clicks the IdP's
  * button when Sallyport shows its page, types the password when the upstream asks.
  */
 export async function federatedSignIn(
-  env: FederationEnv,
+  env: SignInEnv,
   opts: { idp?: string; username?: string; ua?: UserAgent; params?: Record<string, string>; client?: oidc.Configuration; redirectUri?: string; stopAtUpstreamCallback?: boolean },
 ): Promise<FederatedSignIn> {
   const ua = opts.ua ?? new UserAgent();

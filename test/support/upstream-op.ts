@@ -70,6 +70,12 @@ export type Misbehaviour =
   | 'missing-nonce'
   | 'bad-signature';
 
+/**
+ * How an upstream endpoint can be slow: `hang` sends nothing at all; `trickle` sends
+ * the status and headers at once and then no body.
+ */
+export type Stall = { endpoint: 'token' | 'discovery'; mode: 'hang' | 'trickle' };
+
 export interface EndSessionRecord {
   method: 'GET' | 'POST';
   params: Record<string, string>;
@@ -92,6 +98,13 @@ export interface UpstreamOp {
   rotateKeys(): Promise<void>;
   /** Rewrite the id_token of every token response (null: behave again). */
   misbehave(mode: Misbehaviour | null): void;
+  /**
+   * Make an endpoint stall (null: answer again). Stalled requests are held until
+   * stall(null), stop() or close(), then answered 503 (or cut off).
+   */
+  stall(stall: Stall | null): void;
+  /** Requests currently held by stall(). */
+  readonly stalledRequests: number;
   /**
    * Sign a logout token with the current key and POST it to that client's
    * backchannel_logout_uri; returns the response status and the token (for replays).
@@ -160,6 +173,11 @@ export async function startUpstreamOp(options: StartUpstreamOpOptions): Promise<
   };
   const storage = createMemoryAdapterFactory();
   let misbehaviour: Misbehaviour | null = null;
+  let stalling: Stall | null = null;
+  const held = new Set<() => void>();
+  const releaseHeld = () => {
+    for (const release of [...held]) release();
+  };
 
   const op: UpstreamOp = {
     flavor,
@@ -173,11 +191,25 @@ export async function startUpstreamOp(options: StartUpstreamOpOptions): Promise<
       misbehaviour = mode;
     },
     sendBackchannelLogout,
-    stop: () => listener.close(),
+    stall(next) {
+      stalling = next;
+      if (!next) releaseHeld();
+    },
+    get stalledRequests() {
+      return held.size;
+    },
+    stop: () => {
+      releaseHeld();
+      return listener.close();
+    },
     start: async () => {
       await listener.listen(port);
     },
-    close: () => listener.close(),
+    close: () => {
+      stalling = null;
+      releaseHeld();
+      return listener.close();
+    },
   };
 
   async function buildGeneration(key: SigningKey): Promise<Current> {
@@ -290,6 +322,11 @@ export async function startUpstreamOp(options: StartUpstreamOpOptions): Promise<
   const app = new Koa();
   app.keys = cookieKeys;
   app.use(notFoundPage);
+  app.use(createStaller({
+    paths: { token: `${issuerPath}/token`, discovery: `${issuerPath}/.well-known/openid-configuration` },
+    current: () => stalling,
+    held,
+  }));
   app.use(createInteractionRoutes({ issuerPath, users, provider: () => current.provider, onPasswordLogin: () => op.passwordLogins++ }).routes());
   app.use(createEndSessionGate({
     flavor,
@@ -522,6 +559,36 @@ ${error ? `<p id="error" role="alert">${escapeHtml(error)}</p>` : ''}
   <label>Password <input type="password" name="password"></label>
   <button type="submit">Sign in</button>
 </form>`);
+}
+
+// --- a slow upstream ---------------------------------------------------------------------
+
+function createStaller(deps: { paths: Record<Stall['endpoint'], string>; current: () => Stall | null; held: Set<() => void> }): Middleware {
+  return async (ctx, next) => {
+    const stall = deps.current();
+    if (!stall || ctx.path !== deps.paths[stall.endpoint]) return next();
+    const released = new Promise<void>((resolve) => {
+      const release = () => {
+        deps.held.delete(release);
+        resolve();
+      };
+      deps.held.add(release);
+      // A caller that gives up (its timeout) frees the request too.
+      ctx.req.socket.once('close', release);
+    });
+    if (stall.mode === 'trickle') {
+      // Status and headers now, then a body that never completes.
+      ctx.respond = false;
+      ctx.res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      ctx.res.write('{"access_token":"');
+      await released;
+      ctx.res.destroy();
+      return;
+    }
+    await released;
+    ctx.status = 503;
+    ctx.body = { error: 'temporarily_unavailable' };
+  };
 }
 
 // --- end_session: what each vendor requires before it logs anyone out -------------------

@@ -53,13 +53,27 @@ export function createOidcConnector(settings: IdpSettings, deps: ConnectorDeps):
     }
   }
 
+  /**
+   * The whole body. The timeout of `request` covers it too; a body that stops arriving
+   * (timeout, connection cut) means the provider is unavailable, not that its answer
+   * is invalid.
+   */
+  async function readBody(response: Response, what: string): Promise<string> {
+    try {
+      return await response.text();
+    } catch (err) {
+      throw fail('unavailable', `${what}: the answer broke off or did not finish within ${settings.timeoutMs} ms`, err);
+    }
+  }
+
   async function fetchDiscovery(): Promise<{ endpoints: Endpoints; metadata: Record<string, unknown> }> {
     const url = `${settings.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
     const response = await request(url, { headers: { accept: 'application/json' } });
     if (!response.ok) throw fail(response.status >= 500 ? 'unavailable' : 'invalid', `discovery at ${url} answered HTTP ${response.status}`);
+    const text = await readBody(response, `discovery at ${url}`);
     let body: unknown;
     try {
-      body = await response.json();
+      body = JSON.parse(text);
     } catch (err) {
       throw fail('invalid', `discovery at ${url} is not JSON`, err);
     }
@@ -213,9 +227,10 @@ export function createOidcConnector(settings: IdpSettings, deps: ConnectorDeps):
           ...auth.body,
         }),
       });
+      const text = await readBody(response, 'the token endpoint');
       let body: unknown;
       try {
-        body = await response.json();
+        body = JSON.parse(text);
       } catch (err) {
         throw fail(response.status >= 500 ? 'unavailable' : 'invalid', `the token endpoint answered HTTP ${response.status} without JSON`, err);
       }
