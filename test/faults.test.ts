@@ -110,7 +110,7 @@ describe('a slow upstream IdP', () => {
     }
   });
 
-  it('whose discovery never answers at logout: the local logout completes and the person returns to the RP', async () => {
+  it('whose discovery never answers at logout: the local logout completes, the person returns to the RP, and a later logout with the same hint still reaches the upstream', async () => {
     const signedIn = await federatedSignIn(env, { idp: 'keycloak', username: 'kim' });
     expect(signedIn.tokens).toBeDefined();
     // Another instance, or this one after a configuration change, has no discovery
@@ -132,5 +132,14 @@ describe('a slow upstream IdP', () => {
       const changed = (await env.sp.idpStore.getIdp('keycloak'))!.record;
       await env.sp.idpStore.putIdp(current.declaration, 'config', changed.version);
     }
+    // The upstream id_token was kept: the RP (or the person) logging out again with the
+    // same hint, once Keycloak answers, ends the upstream session too.
+    const before = env.keycloak.endSessionRequests.length;
+    const retry = oidc.buildEndSessionUrl(env.web, { id_token_hint: signedIn.tokens!.id_token!, post_logout_redirect_uri: loggedOut, state: 'again' });
+    let step = await signedIn.ua.follow(retry, { stopAt: [loggedOut] });
+    for (let i = 0; i < 3 && !step.stoppedAt; i++) step = await submitLogoutForm(signedIn.ua, step.page, [loggedOut]);
+    expect(step.stoppedAt?.href).toBe(`${loggedOut}?state=again`);
+    expect(env.keycloak.endSessionRequests.length).toBe(before + 1);
+    expect(env.keycloak.endSessionRequests.at(-1)!.idTokenHint).toMatchObject({ valid: true, sub: 'kc-kim-0001' });
   });
 });

@@ -49,6 +49,12 @@ export interface AuthRecordStore {
   addClientSid(sessionUid: string, clientId: string, sid: string): Promise<void>;
   /** Delete the record and its indexes; returns what was there. */
   remove(sessionUid: string): Promise<AuthRecord | undefined>;
+  /**
+   * Put back a record `remove` returned (indexes first, its original expiry), unless the
+   * session has a newer one: for a logout that could not reach the upstream IdP, so a
+   * later logout with the same hint can still end the upstream session.
+   */
+  restore(record: AuthRecord): Promise<void>;
   /** The upstream id_token in clear, for the logout hint. */
   idToken(record: AuthRecord): Promise<string>;
 }
@@ -145,6 +151,15 @@ export function createAuthRecordStore(deps: {
       await store.del(keys.authRecord(sessionUid));
       await removeIndexes(current.record);
       return current.record;
+    },
+
+    async restore(record) {
+      const ttl = { ttl: remaining(record) };
+      if (record.createdAt + lifetime <= Math.floor(Date.now() / 1000)) return;
+      if (record.sid) await store.sAdd(keys.authRecordsByUpstreamSid(record.idp, record.sid), record.sessionUid, ttl);
+      await store.sAdd(keys.authRecordsByUpstreamSub(record.idp, record.sub), record.sessionUid, ttl);
+      for (const sid of Object.values(record.clientSids)) await store.set(keys.authRecordBySid(sid), record.sessionUid, ttl);
+      await store.setIfEquals(keys.authRecord(record.sessionUid), null, encodeRecord(record), ttl);
     },
 
     async idToken(record) {

@@ -134,15 +134,26 @@ export function installLogoutChain(deps: LogoutChainDeps): void {
     }
     if (!record) return finishedLocally(finalLocation);
 
-    const connector = await idps.getForLogout(record.idp);
-    if (!connector) return finishedLocally(finalLocation, record.idp);
     const txn = randomBytes(32).toString('base64url');
-    const request = await connector.logoutRequest({
-      idToken: await authRecords.idToken(record),
-      sub: record.sub,
-      postLogoutRedirectUri: `${config.issuer}${LOGOUT_CALLBACK_PATH}`,
-      state: txn,
-    });
+    const removed = record;
+    let connector;
+    let request;
+    try {
+      connector = await idps.getForLogout(record.idp);
+      if (!connector) return finishedLocally(finalLocation, record.idp);
+      request = await connector.logoutRequest({
+        idToken: await authRecords.idToken(record),
+        sub: record.sub,
+        postLogoutRedirectUri: `${config.issuer}${LOGOUT_CALLBACK_PATH}`,
+        state: txn,
+      });
+    } catch (err) {
+      // The upstream IdP cannot be reached (discovery down, say): the local logout
+      // stands, and the record goes back so that logging out again with the same hint
+      // can still end the upstream session.
+      await authRecords.restore(removed).catch(() => undefined);
+      throw err;
+    }
     if (!request) {
       log?.info({ idp: record.idp }, 'upstream has no end-session endpoint; local logout only');
       return finishedLocally(finalLocation, record.idp);
