@@ -14,7 +14,7 @@ import { createKeys } from '../src/storage/keys.ts';
 import { createRedisStore, type RedisStore } from '../src/storage/redis/redis-store.ts';
 import { describeKeyValueConformance } from './conformance/key-value.conformance.ts';
 import { describeDomainStoreConformance } from './conformance/oidc-adapter.conformance.ts';
-import { describeWithRedisServer, startRedisCluster, type RedisCluster } from './support/redis-cluster.ts';
+import { closedPort, describeWithRedisServer, startRedisCluster, type RedisCluster } from './support/redis-cluster.ts';
 import { uniquePrefix } from './support/redis.ts';
 import { signIn, startTestRp, type TestRp } from './support/rp.ts';
 import { COOKIE_KEY, PASSWORD, SECRET, startSallyport, type RunningSallyport } from './support/sallyport.ts';
@@ -69,6 +69,18 @@ describe('storage config: Redis Cluster', () => {
     expect(parse(cluster, { REDIS_URL: 'redis://b:6379/1' })).toEqual({ type: 'redis', url: 'redis://b:6379/1', prefix: 'sp:' });
     expect(() => parse({ type: 'redis', url: 'redis://b:6379' }, { REDIS_PASSWORD: 'x' })).toThrow(/REDIS_PASSWORD: only applies to .*sentinel or cluster/);
   });
+});
+
+// Needs no Redis: ports nobody listens on stand in for a cluster that is down.
+it('a cluster store whose nodes are unreachable rejects ping() and get() with StoreUnavailableError', { timeout: 10_000 }, async () => {
+  const nodes = [{ host: '127.0.0.1', port: await closedPort() }, { host: '127.0.0.1', port: await closedPort() }];
+  const store = createRedisStore({ topology: 'cluster', nodes, connectTimeoutMs: 3000, commandTimeoutMs: 1000 });
+  try {
+    await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.get('t:unreachable')).rejects.toThrow(/Redis unavailable: .*(ECONNREFUSED|refresh slots cache)/);
+  } finally {
+    await store.close();
+  }
 });
 
 describeWithRedisServer('Redis Cluster (3 masters)', () => {

@@ -5,6 +5,7 @@
  * nodes introduced to each other with plain cluster commands (what `redis-cli --cluster
  * create` does), then the launcher waits until every node reports `cluster_state:ok`.
  */
+import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { describe } from 'vitest';
 import { redisServerAvailable, startRedisServer, type RedisServer } from './redis-server.ts';
@@ -131,6 +132,17 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     waitUntilOk,
     stop,
   };
+}
+
+/** A loopback port that was just free (and so is almost certainly closed). */
+export async function closedPort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
 }
 
 function sleep(ms: number): Promise<void> {

@@ -30,8 +30,8 @@ export interface RedisSentinelSetup {
   masterPort(): Promise<number>;
   /**
    * SENTINEL FAILOVER, once the sentinel knows a healthy replica; resolves when the
-   * sentinel names the replica as master and that server has taken the role. Returns
-   * the new master's port.
+   * sentinel has announced the switch (+switch-master) and the replica has taken the
+   * master role. Returns the new master's port.
    */
   failover(timeoutMs?: number): Promise<number>;
   stop(): Promise<void>;
@@ -101,12 +101,32 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
             return !/s_down|o_down|disconnected/.test(info['flags'] ?? '') && info['master-link-status'] === 'ok';
           });
         });
-        await client.call('SENTINEL', 'FAILOVER', masterName);
+        // The failover is over when the sentinel announces +switch-master (clients such as
+        // ioredis's failover detector act on it); GET-MASTER-ADDR-BY-NAME already names
+        // the promoted replica a moment earlier.
+        const subscriber = connectSentinel();
         let newPort = oldPort;
-        await until(deadline, 'the sentinel to name a new master', async () => {
-          newPort = await masterPort();
-          return newPort !== oldPort;
-        });
+        try {
+          const switched = new Promise<void>((resolve) => {
+            subscriber.on('message', (_channel: string, message: string) => {
+              // "<name> <old-ip> <old-port> <new-ip> <new-port>"
+              const [name, , , , port] = message.split(' ');
+              if (name === masterName) {
+                newPort = Number(port);
+                resolve();
+              }
+            });
+          });
+          await subscriber.subscribe('+switch-master');
+          await client.call('SENTINEL', 'FAILOVER', masterName);
+          await Promise.race([
+            switched,
+            new Promise((_, reject) => setTimeout(() => reject(new Error('no +switch-master from the sentinel')), Math.max(0, deadline - Date.now()))),
+          ]);
+        } finally {
+          subscriber.disconnect();
+        }
+        if (newPort === oldPort) throw new Error('the failover kept the old master');
         const promoted = connectServer(newPort);
         try {
           await until(deadline, 'the replica to become master', async () => String(await promoted.call('ROLE')).startsWith('master'));

@@ -204,7 +204,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
    * must fail fast.
    */
   const firstConnection = async (): Promise<void> => {
-    if (everReady || !(redis instanceof Cluster)) return;
+    if (everReady || !(redis instanceof Cluster) || closed) return;
     await new Promise<void>((resolve, reject) => {
       let failedAttempts = 0;
       const done = (error?: Error): void => {
@@ -216,9 +216,9 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         else resolve();
       };
       const fail = (reason: string): void =>
-        done(new Error(`${reason}${lastConnectionError ? ` (${describe(lastConnectionError)})` : ''}`));
+        done(new StoreUnavailableError(`Redis unavailable: ${reason}${lastConnectionError ? ` (${describe(lastConnectionError)})` : ''}`));
       const onReady = (): void => done();
-      const onEnd = (): void => done(new Error('Connection is closed.'));
+      const onEnd = (): void => fail('the cluster client was closed');
       // Emitted once per failed attempt to reach any startup node.
       const onError = (): void => {
         if (++failedAttempts >= 2) fail('cannot connect to the cluster');
@@ -237,13 +237,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
    */
   const run = async <T>(call: () => Promise<T>): Promise<T> => {
     if (closed) throw new StoreUnavailableError('Redis store is closed');
-    if (!everReady && redis instanceof Cluster) {
-      try {
-        await firstConnection();
-      } catch (error) {
-        throw translateError(error, lastConnectionError);
-      }
-    }
+    if (!everReady) await firstConnection();
     const pending = call();
     try {
       return await pending;
@@ -425,9 +419,13 @@ function createClient(options: RedisStoreOptions, connectTimeout: number): Redis
         // Sentinels answer quickly or not at all; don't let one dead sentinel eat the
         // whole connect budget.
         sentinelCommandTimeout: Math.min(connectTimeout, 1000),
-        // A master demoted by a failover answers writes with READONLY until it drops our
-        // connection; reconnect at once, which asks the sentinels for the new master.
-        // The failed command itself is not resent (it surfaces as a 503).
+        // Listen for the sentinels' +switch-master and drop the connection to the old
+        // master at once: until the sentinels get round to demoting it, it would go on
+        // accepting writes that the new master never sees.
+        failoverDetector: true,
+        // A master demoted by a failover answers writes with READONLY; reconnect at once,
+        // which asks the sentinels for the new master. The failed command itself is not
+        // resent (it surfaces as a 503).
         reconnectOnError: (error) => error.message.startsWith('READONLY'),
       });
 
@@ -454,6 +452,7 @@ function createClient(options: RedisStoreOptions, connectTimeout: number): Redis
 
 /** Map an ioredis failure to the contract's error model. */
 function translateError(error: unknown, lastConnectionError: Error | undefined): Error {
+  redactSecrets(error);
   if (!(error instanceof Error)) return new StoreUnavailableError(`Redis failed: ${String(error)}`, { cause: error });
   if (error instanceof StoreUnavailableError) return error;
   if (error.name === 'ReplyError') {
@@ -475,10 +474,33 @@ function translateError(error: unknown, lastConnectionError: Error | undefined):
   // exhausted, connection closed; on a cluster also "Failed to refresh slots cache" (no
   // node answered CLUSTER SLOTS), "Too many Cluster redirections" (MOVED/ASK/CLUSTERDOWN
   // /TRYAGAIN retried until ioredis gave up) and "Cluster isn't ready" (reconnecting).
-  // Several of these say nothing useful on their own, so name the error behind them.
-  const reason =
-    error.name === 'MaxRetriesPerRequestError' && lastConnectionError ? describe(lastConnectionError) : describe(error);
+  // Several of these say nothing useful on their own, so name the error behind them: the
+  // node error behind a cluster-wide failure, and the connection error while not
+  // connected (reset on every successful connection).
+  let reason = describe(error);
+  if (lastConnectionError && lastConnectionError !== error) {
+    reason = error.name === 'MaxRetriesPerRequestError' ? describe(lastConnectionError) : `${reason}; last connection error: ${describe(lastConnectionError)}`;
+  }
   return new StoreUnavailableError(`Redis unavailable: ${reason}`, { cause: error });
+}
+
+/** Commands whose arguments carry a password. */
+const SECRET_COMMANDS = new Set(['auth', 'hello']);
+
+/**
+ * ioredis attaches the failed command (`{name, args}`) to its errors; when that is the
+ * AUTH (or HELLO ... AUTH) of a connection handshake, the arguments are the password.
+ * Errors end up in logs with their causes, so blank those arguments, wherever they sit
+ * in the error's chain.
+ */
+function redactSecrets(error: unknown, seen = new Set<object>()): void {
+  if (typeof error !== 'object' || error === null || seen.has(error)) return;
+  seen.add(error);
+  const command = (error as { command?: { name?: unknown; args?: unknown } }).command;
+  if (command && typeof command.name === 'string' && SECRET_COMMANDS.has(command.name.toLowerCase())) {
+    command.args = ['(redacted)'];
+  }
+  for (const value of [...Object.values(error), (error as { cause?: unknown }).cause]) redactSecrets(value, seen);
 }
 
 /** An ioredis error's message, with the node error behind a cluster-wide failure. */
