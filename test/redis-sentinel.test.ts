@@ -43,7 +43,7 @@ describe('storage config: Redis Sentinel', () => {
   it('reports bad fields by path', () => {
     let message = '';
     try {
-      parse({ type: 'redis', topology: 'sentinel', sentinels: ['s1:0'], db: 16, nodes: ['a:1'] });
+      parse({ type: 'redis', topology: 'sentinel', sentinels: ['s1:0'], db: -1, nodes: ['a:1'] });
     } catch (error) {
       message = (error as Error).message;
     }

@@ -133,7 +133,7 @@ const storage = z.discriminatedUnion('type', [
         /** The sentinels' own password (their requirepass). REDIS_SENTINEL_PASSWORD overrides. Never logged. */
         sentinelPassword: z.string().min(1).optional(),
         /** Database number on the master. Default 0. */
-        db: z.number().int().min(0).max(15).default(0),
+        db: z.number().int().min(0).default(0),
         /** TLS to the sentinels and to the master (system CAs; NODE_EXTRA_CA_CERTS adds one). Default false. */
         tls: z.boolean().default(false),
         ...storagePrefix,
