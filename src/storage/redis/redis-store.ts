@@ -189,6 +189,10 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     everReady = true;
     lastConnectionError = undefined;
   });
+  // A cluster that re-read its topology has reached a node again.
+  redis.on('refresh', () => {
+    lastConnectionError = undefined;
+  });
 
   for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 1, lua });
   // defineCommand adds methods that ioredis's static types can't know about.
