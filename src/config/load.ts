@@ -69,6 +69,12 @@ export function parseConfig(raw: unknown, env: Record<string, string | undefined
   return deepFreeze(config);
 }
 
+/** Environment variables carrying storage secrets: variable, storage field, topologies it applies to. */
+const REDIS_SECRET_ENV: ReadonlyArray<readonly [string, string, readonly string[]]> = [
+  ['REDIS_PASSWORD', 'password', ['sentinel', 'cluster']],
+  ['REDIS_SENTINEL_PASSWORD', 'sentinelPassword', ['sentinel']],
+];
+
 function applyEnvOverrides(raw: unknown, env: Record<string, string | undefined>, problems: string[]): unknown {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
   const out: Record<string, unknown> = structuredClone(raw as Record<string, unknown>);
@@ -91,6 +97,16 @@ function applyEnvOverrides(raw: unknown, env: Record<string, string | undefined>
   if (env['REDIS_URL']) {
     const prefix = (out['storage'] as { prefix?: unknown } | undefined)?.prefix;
     out['storage'] = { type: 'redis', url: env['REDIS_URL'], ...(prefix === undefined ? {} : { prefix }) };
+  }
+  // Redis passwords of Sentinel and Cluster set-ups, so they can stay out of the file (a
+  // standalone Redis takes its password inside REDIS_URL).
+  for (const [name, field, topologies] of REDIS_SECRET_ENV) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    const storage = out['storage'] as Record<string, unknown> | undefined;
+    const topology = storage?.['type'] === 'redis' ? storage['topology'] : undefined;
+    if (typeof topology === 'string' && topologies.includes(topology)) out['storage'] = { ...storage, [field]: value };
+    else problems.push(`${name}: only applies to storage.type redis with topology ${topologies.join(' or ')}`);
   }
   if (env['SALLYPORT_COOKIE_KEYS']) {
     out['cookies'] = { keys: env['SALLYPORT_COOKIE_KEYS'].split(',').map((k) => k.trim()).filter(Boolean) };

@@ -34,26 +34,146 @@ const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }
 /** Secrets (cookie keys, client secrets) must be long enough to resist guessing. */
 const secret = z.string().min(32, 'must be at least 32 characters');
 
-const storage = z
-  .discriminatedUnion('type', [
-    z.object({
-      type: z.literal('memory'),
-    }),
-    z.object({
-      type: z.literal('redis'),
-      /** redis:// or rediss:// URL. The REDIS_URL environment variable overrides it. */
-      url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
-    }),
-  ])
-  .and(
-    z.object({
-      /**
-       * Prefix of every key Sallyport writes, so several deployments (or test runs) can
-       * share one Redis. Default `sp:`.
-       */
-      prefix: z.string().min(1).max(64).default('sp:'),
-    }),
-  );
+/** Prefix of every key (all storage types accept it, so switching type keeps it). */
+const storagePrefix = {
+  /**
+   * Prefix of every key Sallyport writes, so several deployments (or test runs) can
+   * share one Redis. Default `sp:`.
+   */
+  prefix: z.string().min(1).max(64).default('sp:'),
+};
+
+/**
+ * A server address `host:port` (`[v6addr]:port` for IPv6); the port defaults to
+ * `defaultPort`. Never echoes the input in an error (it could be a mistyped secret).
+ */
+const hostPort = (defaultPort: number) =>
+  z.string().transform((value, ctx) => {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+))(?::(\d{1,5}))?$/.exec(value.trim());
+    const port = m?.[3] === undefined ? defaultPort : Number(m[3]);
+    if (!m || port < 1 || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `expected host:port (port defaults to ${defaultPort})` });
+      return z.NEVER;
+    }
+    return { host: m[1] ?? m[2]!, port };
+  });
+
+/**
+ * A cluster startup node: `host:port` or a `redis://host:port` / `rediss://host:port`
+ * URL (no credentials, path or query: those are separate fields). The scheme, when
+ * given, says whether the node speaks TLS; checked against `tls` below.
+ */
+const clusterNode = z.string().transform((value, ctx) => {
+  const scheme = /^(rediss?):\/\//i.exec(value)?.[1]?.toLowerCase();
+  if (scheme === undefined) {
+    const parsed = hostPort(6379).safeParse(value);
+    if (parsed.success) return parsed.data;
+    ctx.addIssue({ code: 'custom', message: 'expected host:port or a redis:// or rediss:// URL' });
+    return z.NEVER;
+  }
+  const url = URL.parse(value);
+  if (!url || url.username || url.password || (url.pathname !== '' && url.pathname !== '/') || url.search || url.hash) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected redis[s]://host:port without credentials, database, query or fragment (use storage.username and storage.password)',
+    });
+    return z.NEVER;
+  }
+  return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port === '' ? 6379 : Number(url.port), tls: scheme === 'rediss' };
+});
+
+/** ACL credentials of the data nodes (Sentinel and Cluster; standalone has them in its URL). */
+const redisCredentials = {
+  /** ACL user name. Default: the `default` user. */
+  username: z.string().min(1).optional(),
+  /** Password (requirepass or the ACL user's). REDIS_PASSWORD overrides. Never logged. */
+  password: z.string().min(1).optional(),
+};
+
+/**
+ * Where the data lives. `type: redis` has three topologies, chosen by `topology`:
+ *
+ * - `standalone` (the default): one server at `url`.
+ * - `sentinel`: the master currently named by Redis Sentinel (failover without a config
+ *   change). All commands go to the master.
+ * - `cluster`: a Redis Cluster; keys are spread over its masters. Every operation touches
+ *   one key, so no hash tags are needed. All commands go to masters.
+ *
+ * Each topology's fields are accepted only with that topology.
+ */
+const storage = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('memory'),
+    ...storagePrefix,
+  }),
+  z.discriminatedUnion(
+    'topology',
+    [
+      z.strictObject({
+        type: z.literal('redis'),
+        /** `standalone` (default), `sentinel` or `cluster`. */
+        topology: z.literal('standalone').optional(),
+        /**
+         * redis:// or rediss:// URL, with credentials and database number if needed. The
+         * REDIS_URL environment variable overrides the whole storage section with it.
+         */
+        url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+        ...storagePrefix,
+      }),
+      z.strictObject({
+        type: z.literal('redis'),
+        topology: z.literal('sentinel'),
+        /** Sentinels to ask for the master, `host:port` (port default 26379); one answering is enough. */
+        sentinels: z.array(hostPort(26379)).min(1, 'at least one sentinel is required'),
+        /** The name the sentinels monitor the master under (`sentinel monitor <name> ...`). */
+        masterName: z.string().min(1),
+        ...redisCredentials,
+        /** ACL user name on the sentinels. Default: the `default` user. */
+        sentinelUsername: z.string().min(1).optional(),
+        /** The sentinels' own password (their requirepass). REDIS_SENTINEL_PASSWORD overrides. Never logged. */
+        sentinelPassword: z.string().min(1).optional(),
+        /** Database number on the master. Default 0. */
+        db: z.number().int().min(0).default(0),
+        /** TLS to the sentinels and to the master (system CAs; NODE_EXTRA_CA_CERTS adds one). Default false. */
+        tls: z.boolean().default(false),
+        ...storagePrefix,
+      }),
+      z
+        .strictObject({
+          type: z.literal('redis'),
+          topology: z.literal('cluster'),
+          /**
+           * Some of the cluster's nodes, `host:port` (port default 6379) or
+           * `redis://host:port` / `rediss://host:port`; the others are discovered. List
+           * more than one so that start-up does not depend on a single node.
+           */
+          nodes: z.array(clusterNode).min(1, 'at least one node is required'),
+          ...redisCredentials,
+          /**
+           * TLS to every node (system CAs; NODE_EXTRA_CA_CERTS adds one). Default: true when
+           * the nodes are given as rediss:// URLs, else false.
+           */
+          tls: z.boolean().optional(),
+          ...storagePrefix,
+        })
+        .superRefine((cluster, ctx) => {
+          const schemes = new Set(cluster.nodes.map((n) => ('tls' in n ? n.tls : undefined)).filter((t) => t !== undefined));
+          if (schemes.size > 1) ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'mixes redis:// and rediss:// nodes' });
+          const [scheme] = schemes;
+          if (cluster.tls !== undefined && scheme !== undefined && scheme !== cluster.tls) {
+            ctx.addIssue({ code: 'custom', path: ['tls'], message: `contradicts the ${scheme ? 'rediss' : 'redis'}:// node URLs` });
+          }
+        })
+        // One TLS setting for the whole cluster, the nodes as plain addresses.
+        .transform(({ nodes, tls, ...rest }) => ({
+          ...rest,
+          nodes: nodes.map(({ host, port }) => ({ host, port })),
+          tls: tls ?? nodes.some((n) => 'tls' in n && n.tls),
+        })),
+    ],
+    { error: (issue) => (issue.code === 'invalid_union' ? 'expected topology standalone, sentinel or cluster' : undefined) },
+  ),
+]);
 
 const session = z.strictObject({
   /** A session not used for this long ends (each request slides it). Default 2h. */

@@ -4,7 +4,7 @@
  * one on 6379), so they always get one of these or an explicit REDIS_URL.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -16,6 +16,11 @@ export interface RedisServerOptions {
   args?: string[];
   /** Data directory; default: a fresh temp dir removed when the process exits. */
   dir?: string;
+  /**
+   * Contents of a config file, written to `dir` once and read by redis-server before the
+   * command-line options (Sentinel mode needs a config file it can rewrite).
+   */
+  configFile?: string;
 }
 
 export interface RedisServer {
@@ -71,8 +76,12 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   };
   exitCleanups.add(cleanUpOnExit);
 
+  const configPath = join(dir, 'redis.conf');
+  if (options.configFile !== undefined) writeFileSync(configPath, options.configFile);
+
   const launch = async (port: number): Promise<void> => {
     const args = [
+      ...(options.configFile === undefined ? [] : [configPath]),
       '--port', String(port),
       '--bind', '127.0.0.1',
       '--save', '',
@@ -181,8 +190,9 @@ async function answersPing(port: number): Promise<boolean> {
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.on('data', (chunk) => {
       reply += chunk.toString();
-      // "-LOADING ..." while an AOF is replayed: not ready yet.
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+      // "-LOADING ..." while an AOF is replayed: not ready yet. "-NOAUTH ...": up, and
+      // protected by a password (requirepass) the caller knows.
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
     });
   });
 }

@@ -44,6 +44,11 @@ export interface StartOptions {
   redisUrl?: string;
   /** Where the app logs (default: silent, or TEST_LOG_LEVEL). */
   logger?: Logger;
+  /**
+   * A storage section of the test's own (a Sentinel or Cluster set-up, say), used instead
+   * of the one `backend` implies; `prefix` defaults as for `backend: 'redis'`.
+   */
+  storage?: Record<string, unknown>;
 }
 
 export async function startSallyport(options: StartOptions): Promise<RunningSallyport> {
@@ -54,8 +59,9 @@ export async function startSallyport(options: StartOptions): Promise<RunningSall
   const raw = {
     issuer,
     cookies: { keys: [COOKIE_KEY] },
-    storage:
-      options.backend === 'redis'
+    storage: options.storage
+      ? { prefix: options.prefix ?? uniquePrefix('flow'), ...options.storage }
+      : options.backend === 'redis'
         ? { type: 'redis', url: options.redisUrl ?? testRedisUrl(), prefix: options.prefix ?? uniquePrefix('flow') }
         : { type: 'memory' },
     login: { lockout: { maxFailures: 3, window: '10m' } },
