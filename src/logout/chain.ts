@@ -206,6 +206,14 @@ export function createLogoutRoutes(deps: LogoutChainDeps & { logger: Logger }): 
     deps.logger.info({ idp, sessions: uids.length }, 'inbound back-channel logout');
     respond(200);
   });
+  // A machine endpoint: any other method gets a JSON 405 naming POST (RFC 9110 §15.5.6),
+  // not the site's HTML "Not found" page.
+  router.all('/federation/:idp/backchannel-logout', (ctx) => {
+    ctx.set('cache-control', 'no-store');
+    ctx.set('allow', 'POST');
+    ctx.status = 405;
+    ctx.body = { error: 'invalid_request', error_description: 'back-channel logout takes a POST' };
+  });
 
   return router;
 }
