@@ -98,8 +98,11 @@ export function installLogoutChain(deps: LogoutChainDeps): void {
       // With the session still alive, the other tab's request replaced the logout
       // token; ask again rather than fail (the question needs no hint, so no loop).
       if (ctx.status === 400 && ctx.method === 'POST') {
+        // The URL first: should building it fail, the library's answer stands instead
+        // of a 303 without a Location.
+        const target = ctx.oidc.urlFor(session.accountId ? 'end_session' : 'end_session_success');
         ctx.status = 303;
-        ctx.redirect(ctx.oidc.urlFor(session.accountId ? 'end_session' : 'end_session_success'));
+        ctx.redirect(target);
       }
       return;
     }
