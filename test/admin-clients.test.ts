@@ -34,6 +34,14 @@ describe.each(BACKENDS)('admin API: clients on %s', (backend) => {
       expect(bogus.body).toMatchObject({ error: 'invalid_token' });
     });
 
+    it('answers in the API\'s error format whatever the case of the path', async () => {
+      const eventsOnly = await getAdminToken(sp, 'auditor-cli', 'events.read');
+      const res = await apiClient(sp, eventsOnly, '/ADMIN/V1')('/Clients');
+      expect(res.status).toBe(403);
+      expect(res.headers.get('cache-control')).toBe('no-store');
+      expect(res.body).toMatchObject({ error: 'insufficient_scope', scope: 'clients.read' });
+    });
+
     it('never accepts cookies instead of a token', async () => {
       const res = await fetch(`${sp.issuer}/admin/v1/clients`, { headers: { cookie: 'sp_session=whatever' } });
       expect(res.status).toBe(401);

@@ -47,7 +47,10 @@ export interface AdminApiDeps {
 
 export function createAdminApi(deps: AdminApiDeps): { admin: Router; scim: Router } {
   const router = new Router({ prefix: ADMIN_PATH });
-  router.use(jsonErrors);
+  // An explicit (empty) path: @koa/router matches a prefixed router's path-less `use`
+  // case-sensitively but its routes case-insensitively, so /ADMIN/V1/... reached the
+  // handlers without this middleware and its errors left in the app's format.
+  router.use('', jsonErrors);
   const routes = [...clientRoutes(deps), ...userRoutes(deps), ...groupRoutes(deps), ...idpRoutes(deps), ...sessionRoutes(deps), ...eventRoutes(deps.audit)];
   const document = openApiDocument(routes, { issuer: deps.issuer, version: '1' });
   // The document describes the API; reading it needs no token.
