@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import * as oidc from 'openid-client';
 import { createApp, type SallyportApp } from '../../src/app.ts';
 import { parseConfig } from '../../src/config/load.ts';
@@ -42,6 +42,8 @@ export interface StartOptions {
   extraClients?: Array<Record<string, unknown>>;
   /** A Redis of the test's own instead of the run's shared one. */
   redisUrl?: string;
+  /** The application's logger (tests that read the log pass one with their own destination). */
+  logger?: Logger;
 }
 
 export async function startSallyport(options: StartOptions): Promise<RunningSallyport> {
@@ -102,7 +104,7 @@ export async function startSallyport(options: StartOptions): Promise<RunningSall
     ...options.config,
   };
   const config = parseConfig(raw, {});
-  const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
+  const logger = options.logger ?? pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
   const app = await createApp(config, { logger });
   server.on('request', app.app.callback());
 
