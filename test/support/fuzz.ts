@@ -174,7 +174,20 @@ const agent = new Agent({ keepAlive: true, maxSockets: 4 });
  * with the response even when the server stopped reading an oversized body; rejects
  * only when no response came at all (or after `timeoutMs`: a hang is a finding).
  */
-export function send(origin: string, req: FuzzRequest, timeoutMs = 15000): Promise<FuzzResponse> {
+export async function send(origin: string, req: FuzzRequest, timeoutMs = 15000): Promise<FuzzResponse> {
+  try {
+    return await sendOnce(origin, req, timeoutMs, agent);
+  } catch (err) {
+    // A kept-alive connection the server closed after an earlier request (a 431, a body
+    // it stopped reading) resets the next request sent on it; that one goes again on a
+    // fresh connection. Only a reset there counts.
+    const code = (err as { code?: string }).code;
+    if ((code === 'ECONNRESET' || code === 'EPIPE') && !headTooLarge(req)) return sendOnce(origin, req, timeoutMs, false);
+    throw err;
+  }
+}
+
+function sendOnce(origin: string, req: FuzzRequest, timeoutMs: number, via: Agent | false): Promise<FuzzResponse> {
   const url = new URL(origin);
   const body = bodyBytes(req.body);
   return new Promise((resolve, reject) => {
@@ -186,7 +199,7 @@ export function send(origin: string, req: FuzzRequest, timeoutMs = 15000): Promi
         method: req.method,
         path: requestTarget(req),
         headers: { ...req.headers, ...(body ? { 'content-length': String(body.length) } : {}) },
-        agent,
+        agent: via,
         timeout: timeoutMs,
       },
       (res) => {
@@ -840,6 +853,9 @@ export function judge(req: FuzzRequest, res: FuzzResponse, options: OracleOption
   // routes with an empty 404, the page routers with an empty 200 and Allow. Only the
   // APIs (admin, SCIM) promise their error format for it.
   if (req.method === 'OPTIONS' && kind !== 'admin' && kind !== 'scim' && res.body.length <= 20) return problems;
+  // A request whose own address is not a URL is refused before any router could answer
+  // in its format: a 400 in the app's format is all it can get.
+  if (res.status === 400 && originProblem(req) !== undefined) return problems;
 
   // 4. Error bodies in the format of the endpoint.
   const html = /^text\/html/i.test(ct);
