@@ -794,7 +794,7 @@ export function originProblem(req: FuzzRequest): string | undefined {
 }
 
 /** The http(s) origin a request names for itself (absolute target, forwarded headers, Host). */
-function claimedOrigin(req: FuzzRequest, issuer: string): string | undefined {
+export function claimedOrigin(req: FuzzRequest, issuer: string): string | undefined {
   const absolute = /^https?:\/\//i.test(req.path) ? URL.parse(req.path) : null;
   if (absolute) return absolute.origin;
   const first = (v: string | undefined) => v?.split(',')[0]?.trim();
