@@ -34,6 +34,14 @@ describe.each(BACKENDS)('admin API: clients on %s', (backend) => {
       expect(bogus.body).toMatchObject({ error: 'invalid_token' });
     });
 
+    it('answers in the API\'s error format whatever the case of the path', async () => {
+      const eventsOnly = await getAdminToken(sp, 'auditor-cli', 'events.read');
+      const res = await apiClient(sp, eventsOnly, '/ADMIN/V1')('/Clients');
+      expect(res.status).toBe(403);
+      expect(res.headers.get('cache-control')).toBe('no-store');
+      expect(res.body).toMatchObject({ error: 'insufficient_scope', scope: 'clients.read' });
+    });
+
     it('never accepts cookies instead of a token', async () => {
       const res = await fetch(`${sp.issuer}/admin/v1/clients`, { headers: { cookie: 'sp_session=whatever' } });
       expect(res.status).toBe(401);
@@ -225,4 +233,19 @@ describe.each(BACKENDS)('admin API: clients on %s', (backend) => {
     expect(schema.additionalProperties).toBe(false);
   });
 
+  it('answers unknown paths and wrong methods below /admin/v1 in JSON, with Allow on a 405', async () => {
+    const unknown = await api('/no-such-resource');
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(unknown.body).toEqual({ error: 'not_found', message: 'no such resource' });
+
+    const wrong = await api('/groups', { method: 'PATCH', body: { name: 'x' } });
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')?.split(', ').sort()).toEqual(['GET', 'HEAD', 'POST']);
+    expect(wrong.body).toMatchObject({ error: 'method_not_allowed' });
+
+    const options = await fetch(`${sp.issuer}/admin/v1/clients/web`, { method: 'OPTIONS' });
+    expect(options.status).toBe(204);
+    expect(options.headers.get('allow')?.split(', ').sort()).toEqual(['DELETE', 'GET', 'HEAD', 'PUT']);
+  });
 });

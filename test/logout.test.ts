@@ -332,6 +332,12 @@ describe.each(BACKENDS)('logout chain on %s', (backend) => {
       expect(unknown.status).toBe(404);
       const garbage = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'logout_token=not.a.jwt' });
       expect(garbage.status).toBe(400);
+      for (const method of ['GET', 'PUT', 'PATCH', 'DELETE']) {
+        const wrong = await fetch(url, { method });
+        expect(wrong.status, method).toBe(405);
+        expect(wrong.headers.get('allow')).toBe('POST');
+        expect(await wrong.json()).toMatchObject({ error: 'invalid_request' });
+      }
     });
   });
 

@@ -180,6 +180,13 @@ describe.each(BACKENDS)('SCIM 2.0 on %s', (backend) => {
       expect((await as(tokens.reader)('/Groups')).status).toBe(200);
     });
 
+    it('answers with SCIM errors whatever the case of the path', async () => {
+      for (const path of ['/SCIM/V2/Users', '/Scim/v2/Groups', '/scim/V2/Users/no-such-user']) {
+        const res = await fetch(`${sp.issuer}${path}`);
+        expectError({ status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> }, 401);
+      }
+    });
+
     it('adding members to a group that grants admin roles needs every scope the roles grant', async () => {
       await sp.groups.createGroup({ name: 'auditors', roles: ['auditor'], source: 'admin' });
       const user = await createUser('would-be-auditor');

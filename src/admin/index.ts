@@ -25,6 +25,7 @@ import { clientRoutes } from './clients.ts';
 import type { Entitlements } from './entitlements.ts';
 import { eventRoutes } from './events.ts';
 import { jsonErrors, mount, openApiDocument } from './http.ts';
+import { AppError } from '../errors.ts';
 
 export const ADMIN_PATH = '/admin/v1';
 
@@ -46,7 +47,10 @@ export interface AdminApiDeps {
 
 export function createAdminApi(deps: AdminApiDeps): { admin: Router; scim: Router } {
   const router = new Router({ prefix: ADMIN_PATH });
-  router.use(jsonErrors);
+  // An explicit (empty) path: @koa/router matches a prefixed router's path-less `use`
+  // case-sensitively but its routes case-insensitively, so /ADMIN/V1/... reached the
+  // handlers without this middleware and its errors left in the app's format.
+  router.use('', jsonErrors);
   const routes = [...clientRoutes(deps), ...userRoutes(deps), ...groupRoutes(deps), ...idpRoutes(deps), ...sessionRoutes(deps), ...eventRoutes(deps.audit)];
   const document = openApiDocument(routes, { issuer: deps.issuer, version: '1' });
   // The document describes the API; reading it needs no token.
@@ -55,6 +59,25 @@ export function createAdminApi(deps: AdminApiDeps): { admin: Router; scim: Route
   });
   const authenticate = createAdminAuthenticator({ provider: deps.provider, entitlements: deps.entitlements, audience: adminIndicator(deps.issuer) });
   mount(router, routes, authenticate);
+  // Anything else below /admin/v1 answers in the API's JSON too, never with the site's
+  // HTML pages: 404 for a path the API does not have, 405 naming the methods a path does
+  // have (RFC 9110 §15.5.6). Left to the app, an unknown path got the HTML "Not found"
+  // page, and a wrong method the same page with status 405.
+  router.all('{/*rest}', (ctx) => {
+    const methods = new Set(
+      (ctx.matched ?? [])
+        .filter((layer) => typeof layer.path === 'string' && layer.path.startsWith(ADMIN_PATH) && !layer.path.endsWith('{/*rest}'))
+        .flatMap((layer) => layer.methods),
+    );
+    if (methods.size === 0) throw new AppError({ code: 'not_found', status: 404, message: 'no such resource' });
+    const allow = [...methods].join(', ');
+    ctx.set('allow', allow);
+    if (ctx.method === 'OPTIONS') {
+      ctx.status = 204;
+      return;
+    }
+    throw new AppError({ code: 'method_not_allowed', status: 405, message: `${ctx.method} is not allowed here (${allow})` });
+  });
   return { admin: router, scim: createScimApi({ ...deps, authenticate }) };
 }
 

@@ -1456,7 +1456,9 @@ export function createScimApi(deps: AdminApiDeps & { authenticate: Authenticate 
   // --- Routes --------------------------------------------------------------------
 
   const router = new Router({ prefix: SCIM_PATH });
-  router.use(scimErrors);
+  // With an explicit (empty) path, like the routes, this covers every case of the path
+  // (see admin/index.ts): /SCIM/V2/Users answered with the app's JSON errors otherwise.
+  router.use('', scimErrors);
 
   // Discovery (RFC 7644 §4). These describe the service, not its data, so they need no
   // token (like /admin/v1/openapi.json). A filter is refused with 403, as §4 asks.

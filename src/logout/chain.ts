@@ -110,8 +110,11 @@ export function installLogoutChain(deps: LogoutChainDeps): void {
       // With the session still alive, the other tab's request replaced the logout
       // token; ask again rather than fail (the question needs no hint, so no loop).
       if (ctx.status === 400 && ctx.method === 'POST') {
+        // The URL first: should building it fail, the library's answer stands instead
+        // of a 303 without a Location.
+        const target = ctx.oidc.urlFor(session.accountId ? 'end_session' : 'end_session_success');
         ctx.status = 303;
-        ctx.redirect(ctx.oidc.urlFor(session.accountId ? 'end_session' : 'end_session_success'));
+        ctx.redirect(target);
       }
       return;
     }
@@ -236,6 +239,14 @@ export function createLogoutRoutes(deps: LogoutChainDeps & { logger: Logger }): 
     }
     deps.logger.info({ idp, sessions: uids.length }, 'inbound back-channel logout');
     respond(200);
+  });
+  // A machine endpoint: any other method gets a JSON 405 naming POST (RFC 9110 §15.5.6),
+  // not the site's HTML "Not found" page.
+  router.all('/federation/:idp/backchannel-logout', (ctx) => {
+    ctx.set('cache-control', 'no-store');
+    ctx.set('allow', 'POST');
+    ctx.status = 405;
+    ctx.body = { error: 'invalid_request', error_description: 'back-channel logout takes a POST' };
   });
 
   return router;
