@@ -120,10 +120,12 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
     app.silent = true;
 
     app.use(requestContext(logger));
+    app.use(publicOrigin(config));
     app.use(metrics.http());
     app.use(accessLog);
     app.use(securityHeaders);
     app.use(errorHandler);
+    app.use(methodNotAllowed);
     app.use(
       createRateLimiter({
         config,
@@ -289,6 +291,71 @@ async function securityHeaders(ctx: Context, next: Next) {
   await next();
 }
 
+const TITLES: Record<number, string> = { 403: 'Request refused', 404: 'Not found', 405: 'Not allowed', 413: 'Too large' };
+
+/**
+ * A known path asked with a method it does not take: the routers' allowedMethods() set
+ * 405 and `Allow` on the way back, after the not-found page was rendered; render the
+ * right page (or JSON) for it. Routers that answer 405 themselves (the admin API) are left
+ * as they are.
+ */
+async function methodNotAllowed(ctx: Context, next: Next) {
+  await next();
+  if (ctx.status !== 405 || !ctx.response.get('allow') || !ctx.response.is('html')) return;
+  const message = 'This address does not take this kind of request.';
+  if (ctx.accepts('html', 'json') === 'json') {
+    ctx.body = { error: 'method_not_allowed', message };
+  } else {
+    ctx.body = errorPage({ status: 405, title: 'Not allowed', message, requestId: String(ctx.state['requestId']) });
+  }
+  ctx.status = 405;
+}
+
+/**
+ * The issuer is the public origin. Every URL Sallyport builds (redirects, discovery,
+ * the provider's return addresses) comes from the request's host and scheme, so those are
+ * set from the issuer here: neither a Host nor an X-Forwarded-Host header can make
+ * Sallyport build a URL on another origin. From a trusted proxy only X-Forwarded-For
+ * (the client address) and, for an https issuer, the scheme are taken. An absolute-form
+ * target is reduced to its path and query (RFC 9112 §3.2.2: accept it, and here the
+ * authority it names is ignored like Host); anything else that is not a path (`*`, an
+ * unparsable URL) is refused here, before any other middleware parses the path.
+ */
+function publicOrigin(config: Config) {
+  const issuer = new URL(config.issuer);
+  const scheme = issuer.protocol.slice(0, -1);
+  return async (ctx: Context, next: Next) => {
+    const headers = ctx.req.headers;
+    headers.host = issuer.host;
+    delete headers['x-forwarded-host'];
+    if (config.trustProxy) headers['x-forwarded-proto'] = scheme;
+    let target = ctx.originalUrl;
+    const absolute = /^https?:\/\//i.test(target) ? URL.parse(target) : null;
+    if (absolute) {
+      target = `${absolute.pathname}${absolute.search}`;
+      ctx.req.url = target;
+      ctx.originalUrl = target;
+      ctx.request.originalUrl = target;
+    }
+    if (!target.startsWith('/') || URL.parse(target, issuer) === null) {
+      const message = 'The address of this request is not valid.';
+      ctx.status = 400;
+      const type = ctx.accepts('html', 'json', 'application/scim+json');
+      if (type === 'application/scim+json') {
+        ctx.type = 'application/scim+json';
+        ctx.body = { schemas: ['urn:ietf:params:scim:api:messages:2.0:Error'], status: '400', scimType: 'invalidSyntax', detail: message };
+      } else if (type === 'json') {
+        ctx.body = { error: 'invalid_request', message };
+      } else {
+        ctx.type = 'html';
+        ctx.body = errorPage({ status: 400, title: 'Bad request', message, requestId: String(ctx.state['requestId']) });
+      }
+      return;
+    }
+    await next();
+  };
+}
+
 /** Errors from our own routes: a readable page (or JSON for API callers), never a stack trace. */
 async function errorHandler(ctx: Context, next: Next) {
   try {
@@ -302,7 +369,7 @@ async function errorHandler(ctx: Context, next: Next) {
     if (err instanceof AppError) {
       ({ status, code } = err);
       message = err.publicMessage;
-      title = status === 403 ? 'Request refused' : status === 404 ? 'Not found' : status === 413 ? 'Too large' : 'Sign-in could not continue';
+      title = TITLES[status] ?? 'Sign-in could not continue';
       if (err.detail || status >= 500) log.warn({ code, detail: err.detail }, message);
     } else if (isStoreOutage(err)) {
       status = 503;
