@@ -157,14 +157,14 @@ export async function createApp(config: Config, options: AppOptions): Promise<Sa
       authRecords,
       sessions,
     });
-    for (const router of [federation.interactionRouter, federation.callbackRouter, interactions, logoutRoutes, adminApi.admin, adminApi.scim]) {
-      app.use(router.routes());
-      app.use(router.allowedMethods());
-    }
-
-    const site = createSiteRoutes(config, store, metrics);
-    app.use(site.routes());
-    app.use(site.allowedMethods());
+    // Each router is only asked about the paths it can hold: the provider's endpoints (the
+    // bulk of the traffic) skip matching against every route of ours. Case-insensitive,
+    // as the routers match.
+    app.use(routedBelow(/^\/interaction\//i, federation.interactionRouter, interactions));
+    app.use(routedBelow(/^\/federation\//i, federation.callbackRouter, logoutRoutes));
+    app.use(routedBelow(/^\/admin(?:\/|$)/i, adminApi.admin));
+    app.use(routedBelow(/^\/scim(?:\/|$)/i, adminApi.scim));
+    app.use(routedBelow(/^\/(?:$|metrics$|static\/|healthz$|readyz$)/i, createSiteRoutes(config, store, metrics)));
 
     // RP-initiated (and the library's internal) logout, after the local teardown.
     provider.on('end_session.success', (ctx: Context) => {
@@ -240,12 +240,32 @@ function composeProvider(provider: Provider) {
   };
 }
 
+/**
+ * Routers (in this order) for the paths `below` matches; other requests go straight on.
+ * Same semantics as `app.use(r.routes()); app.use(r.allowedMethods())` for each.
+ */
+function routedBelow(below: RegExp, ...routers: Router[]) {
+  const chain = routers.flatMap((r) => [r.routes(), r.allowedMethods()]) as Array<(ctx: Context, next: Next) => Promise<unknown>>;
+  return (ctx: Context, next: Next): Promise<unknown> => {
+    if (!below.test(ctx.path)) return next();
+    const dispatch = (i: number): Promise<unknown> => (i === chain.length ? next() : chain[i]!(ctx, () => dispatch(i + 1)));
+    return dispatch(0);
+  };
+}
+
 function requestContext(logger: Logger) {
   return async (ctx: Context, next: Next) => {
     const incoming = ctx.get('x-request-id');
     const requestId = /^[\w.-]{1,64}$/.test(incoming) ? incoming : randomUUID();
     ctx.state['requestId'] = requestId;
-    ctx.state['logger'] = logger.child({ requestId });
+    ctx.state['baseLogger'] = logger;
+    // Most requests log nothing beyond the request line: the child is made on first use.
+    let child: Logger | undefined;
+    Object.defineProperty(ctx.state, 'logger', {
+      configurable: true,
+      enumerable: true,
+      get: () => (child ??= logger.child({ requestId })),
+    });
     ctx.set('x-request-id', requestId);
     await next();
   };
@@ -268,7 +288,7 @@ async function accessLog(ctx: Context, next: Next) {
       const ms = Math.round(Number(process.hrtime.bigint() - start) / 1e4) / 100;
       const route = routeOf(ctx);
       const where = route === 'unmatched' ? { route, path: ctx.path.slice(0, 200) } : { route };
-      (ctx.state['logger'] as Logger).info({ method: ctx.method, ...where, status: ctx.status, ms }, 'request');
+      (ctx.state['baseLogger'] as Logger).info({ requestId: ctx.state['requestId'], method: ctx.method, ...where, status: ctx.status, ms }, 'request');
     }
   }
 }
@@ -279,8 +299,25 @@ async function accessLog(ctx: Context, next: Next) {
  * scripts to `script-src`. There is deliberately no `form-action`: browsers apply it to
  * the redirects after a form post, which would break logout chaining to other origins.
  */
+/**
+ * 128-bit CSP nonces, cut from a buffer of random bytes refilled every 256 nonces (one
+ * randomBytes call per request costs more than the rest of this middleware).
+ */
+const NONCE_BYTES = 16;
+let noncePool = Buffer.alloc(0);
+let nonceOffset = 0;
+function cspNonce(): string {
+  if (nonceOffset + NONCE_BYTES > noncePool.length) {
+    noncePool = randomBytes(NONCE_BYTES * 256);
+    nonceOffset = 0;
+  }
+  const nonce = noncePool.toString('base64', nonceOffset, nonceOffset + NONCE_BYTES);
+  nonceOffset += NONCE_BYTES;
+  return nonce;
+}
+
 async function securityHeaders(ctx: Context, next: Next) {
-  const nonce = randomBytes(16).toString('base64');
+  const nonce = cspNonce();
   ctx.state['cspNonce'] = nonce;
   ctx.set('content-security-policy', `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'self'; img-src 'self' https: data:; base-uri 'none'; frame-ancestors 'none'`);
   ctx.set('x-content-type-options', 'nosniff');
