@@ -33,7 +33,10 @@ export interface Measurement {
   /** Error descriptions (status codes, failed checks, exceptions) with their counts. */
   errorKinds: Record<string, number>;
   p50: number;
+  p90: number;
   p99: number;
+  p999: number;
+  max: number;
   seconds: number;
   /** Server CPU time per completed operation (ok + errors), microseconds. */
   cpuUs: number;
@@ -120,7 +123,10 @@ async function measured(sampled: Sampled, run: () => Promise<{ ok: number; error
     errors: raw.errors,
     errorKinds: raw.errorKinds,
     p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
     p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
+    max: sorted.at(-1) ?? Number.NaN,
     seconds,
     cpuUs: completed > 0 ? (serverCpu * 1e6) / completed : Number.NaN,
     cpuBusy: serverCpu / seconds,

@@ -26,6 +26,8 @@ export interface BenchOptions {
   loadCore: number;
   /** Write the results as JSON here. */
   jsonPath?: string | undefined;
+  /** Extra node flags for both servers (e.g. GC tuning). */
+  serverNodeFlags: string[];
   /** Run the servers with --cpu-prof and write the profiles here. */
   cpuProfDir?: string | undefined;
 }
@@ -43,7 +45,9 @@ Environment:
   BENCH_FLOW_CONCURRENCY=10  concurrent browsers of the sign-in flow scenarios
   BENCH_SERVER_CORE=0        core the server under test is pinned to
   BENCH_LOAD_CORE=1          core of the load generator, the upstream IdP and redis-server
+  BENCH_NODE_FLAGS="…"       extra node flags for both servers, e.g. --single-threaded-gc
   BENCH_JSON=path            also write the results as JSON
+  BENCH_KEEP=1               keep the work directory (configs, server logs)
   BENCH_CPU_PROF=dir         run the servers with --cpu-prof, profiles written to dir
                              (summarise one with: node bench/profile-summary.ts <file>)
 `;
@@ -81,6 +85,7 @@ export function parseOptions(argv: string[], env: Record<string, string | undefi
     flowConcurrency: Math.round(number(env, 'BENCH_FLOW_CONCURRENCY', 10, 1)),
     serverCore,
     loadCore,
+    serverNodeFlags: (env['BENCH_NODE_FLAGS'] ?? '').split(/\s+/).filter(Boolean),
     jsonPath: env['BENCH_JSON'] || undefined,
     cpuProfDir: env['BENCH_CPU_PROF'] || undefined,
   };

@@ -86,7 +86,7 @@ async function startTarget(name: TargetName, store: StoreName, port: number, set
   const issuer = `http://127.0.0.1:${port}`;
   let child: Child;
   // Profiles are taken over the inspector, of the measured runs only (inspector.ts).
-  const profiling = options.cpuProfDir ? ['--inspect=127.0.0.1:0'] : [];
+  const nodeFlags = [...options.serverNodeFlags, ...(options.cpuProfDir ? ['--inspect=127.0.0.1:0'] : [])];
   if (name === 'sallyport') {
     const configFile = join(dir, 'sallyport.yaml');
     writeFileSync(configFile, JSON.stringify(sallyportConfig({ port, redisUrl: redis?.server.url ?? null, users: settings.users, upstreamIssuer: settings.upstreamIssuer }), null, 2));
@@ -94,7 +94,7 @@ async function startTarget(name: TargetName, store: StoreName, port: number, set
       name: `Sallyport (${store})`,
       core: options.serverCore,
       command: process.execPath,
-      args: [...NODE_FLAGS, ...profiling, 'src/main.ts'],
+      args: [...NODE_FLAGS, ...nodeFlags, 'src/main.ts'],
       cwd: ROOT,
       env: { ...serverEnv(), SALLYPORT_CONFIG: configFile },
       logFile: join(dir, 'server.log'),
@@ -106,7 +106,7 @@ async function startTarget(name: TargetName, store: StoreName, port: number, set
       name: `bare oidc-provider (${store})`,
       core: options.serverCore,
       command: process.execPath,
-      args: [...NODE_FLAGS, ...profiling, 'bench/bare-provider.ts', settingsFile],
+      args: [...NODE_FLAGS, ...nodeFlags, 'bench/bare-provider.ts', settingsFile],
       cwd: ROOT,
       env: serverEnv(),
       logFile: join(dir, 'server.log'),
@@ -133,6 +133,7 @@ async function main(): Promise<boolean> {
   const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
   log(`Sallyport benchmark — ${cpus().length} × ${cpuModel}, node ${process.version}`);
   log(`server under test: core ${options.serverCore}; load generator, upstream IdP and redis-servers: core ${options.loadCore} (this process: cores ${affinityOf(process.pid)})`);
+  if (options.serverNodeFlags.length > 0) log(`servers run with ${options.serverNodeFlags.join(' ')}`);
   log(`${options.duration} s measured after ${options.warmup} s warm-up; ${options.connections} connections (requests), ${options.flowConcurrency} concurrent browsers (flows)`);
   log(`work directory (configs, server logs): ${workDir}\n`);
 
@@ -218,10 +219,10 @@ try {
   succeeded = await main();
 } finally {
   await cleanUp();
-  // Kept after a failure: the server logs explain it.
-  if (succeeded) rmSync(workDir, { recursive: true, force: true });
+  // Kept after a failure (the server logs explain it) or when asked to.
+  if (succeeded && !process.env['BENCH_KEEP']) rmSync(workDir, { recursive: true, force: true });
   else {
     process.stderr.write(`server logs kept in ${workDir}\n`);
-    process.exitCode = 1;
+    if (!succeeded) process.exitCode = 1;
   }
 }

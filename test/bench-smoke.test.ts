@@ -29,6 +29,7 @@ describe('benchmark against the bare provider', () => {
     flowConcurrency: 1,
     serverCore: 0,
     loadCore: 1,
+    serverNodeFlags: [],
   };
 
   beforeAll(async () => {
