@@ -130,9 +130,13 @@ export function evaluateTargets(rows: Row[]): TargetResult[] {
   ];
 }
 
-export function formatTargets(targets: TargetResult[]): string {
+export function formatTargets(targets: TargetResult[], options: BenchOptions): string {
   const mark = (t: TargetResult) => (t.met === null ? 'n/a ' : t.met ? 'MET ' : 'MISS');
-  return `\nTargets\n${targets.map((t) => `  [${mark(t)}] ${t.name}: ${t.actual}`).join('\n')}\n`;
+  const offDefaults =
+    options.duration < 10 || options.warmup < 2 || options.connections !== 20
+      ? '\n  (measured with other settings than the targets assume: 20 connections, ≥ 10 s after ≥ 2 s warm-up)'
+      : '';
+  return `\nTargets${offDefaults}\n${targets.map((t) => `  [${mark(t)}] ${t.name}: ${t.actual}`).join('\n')}\n`;
 }
 
 export function formatSummaryMarkdown(rows: Row[], options: BenchOptions): string {

@@ -49,11 +49,12 @@ async function cleanUp(): Promise<void> {
 }
 process.on('SIGINT', () => void cleanUp().finally(() => process.exit(130)));
 
-// The environment of the servers: not production (plain settings are fine on loopback);
-// logs at their defaults, into files.
+// The environment of the servers: not production (plain settings are fine on loopback),
+// nothing that would override their config files, logs at their defaults, into files.
+const OVERRIDES = new Set(['NODE_ENV', 'REDIS_URL', 'PORT', 'ISSUER', 'SALLYPORT_CONFIG', 'SALLYPORT_COOKIE_KEYS']);
 const serverEnv = (): Record<string, string> => {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== 'NODE_ENV' && !k.startsWith('BENCH_') && k !== 'REDIS_URL') env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !OVERRIDES.has(k) && !k.startsWith('BENCH_')) env[k] = v;
   return env;
 };
 
@@ -200,7 +201,7 @@ async function main(): Promise<boolean> {
     log(formatScenarioTable(scenario, DESCRIPTIONS[scenario], UNITS[scenario], rows.filter((r) => r.scenario === scenario), options));
   }
   const targets = evaluateTargets(rows);
-  log(formatTargets(targets));
+  log(formatTargets(targets, options));
   log('Markdown summary:\n');
   log(formatSummaryMarkdown(rows, options));
   if (options.jsonPath) {
