@@ -2,43 +2,27 @@
  * The server as operators run it: `node src/main.ts` (what `npm start` runs) as a child
  * process, configured by the demo file and the environment.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { testRedisUrl, uniquePrefix } from './support/redis.ts';
+import { freePort } from './support/sallyport.ts';
+import { spawnSallyport, type SpawnedSallyport } from './support/sallyport-process.ts';
 
-const children: ChildProcess[] = [];
+const children: SpawnedSallyport[] = [];
 afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of children.splice(0)) if (c.running()) c.child.kill('SIGKILL');
 });
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
+/** `src/main.ts` with this environment, as the tests below look at it: exit code and all output. */
 function startServer(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', 'src/main.ts'], {
-    env: { PATH: process.env['PATH'] ?? '', LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const ready = async () => {
-    for (let i = 0; i < 200 && !/Sallyport is running/.test(output); i++) {
-      if (child.exitCode !== null) throw new Error(`server exited: ${output}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    if (!/Sallyport is running/.test(output)) throw new Error(`server did not start: ${output}`);
+  const spawned = spawnSallyport(env);
+  children.push(spawned);
+  return {
+    child: spawned.child,
+    exited: spawned.exited.then((e) => e.code),
+    ready: () => spawned.ready(),
+    output: () => spawned.stdout() + spawned.stderr(),
   };
-  return { child, exited, ready, output: () => output };
 }
 
 describe('the server process', () => {

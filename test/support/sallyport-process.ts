@@ -54,16 +54,25 @@ export interface StartProcessOptions {
   logLevel?: string;
 }
 
-export async function startSallyportProcess(options: StartProcessOptions): Promise<SallyportProcess> {
+/** A spawned `src/main.ts`, whether or not it gets as far as listening. */
+export interface SpawnedSallyport {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  running(): boolean;
+  /** Resolves once the start-up banner is printed; rejects if the process exits first. */
+  ready(name?: string): Promise<void>;
+}
+
+/**
+ * Starts `src/main.ts` with exactly this environment (besides PATH; LOG_LEVEL defaults to
+ * warn): for tests of start-up itself, which may be expected to fail.
+ */
+export function spawnSallyport(env: Record<string, string>): SpawnedSallyport {
   const child = spawn(process.execPath, ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', 'src/main.ts'], {
     cwd: ROOT,
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      LOG_LEVEL: options.logLevel ?? 'warn',
-      SALLYPORT_CONFIG: options.configFile,
-      PORT: String(options.port),
-      ...options.env,
-    },
+    env: { PATH: process.env['PATH'] ?? '', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
@@ -78,24 +87,36 @@ export async function startSallyportProcess(options: StartProcessOptions): Promi
     }),
   );
   const running = () => child.exitCode === null && child.signalCode === null;
-
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!/Sallyport is running/.test(stdout)) {
-    if (!running()) throw new Error(`Sallyport ${options.name} exited while starting:\n${stdout}\n${stderr}`);
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`Sallyport ${options.name} did not start within ${START_TIMEOUT_MS} ms:\n${stdout}\n${stderr}`);
+  const ready = async (name = 'process') => {
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (!/Sallyport is running/.test(stdout)) {
+      if (!running()) throw new Error(`Sallyport ${name} exited while starting:\n${stdout}\n${stderr}`);
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`Sallyport ${name} did not start within ${START_TIMEOUT_MS} ms:\n${stdout}\n${stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  };
+  return { child, stdout: () => stdout, stderr: () => stderr, exited, running, ready };
+}
+
+export async function startSallyportProcess(options: StartProcessOptions): Promise<SallyportProcess> {
+  const { child, stdout, stderr, exited, running, ready } = spawnSallyport({
+    ...(options.logLevel ? { LOG_LEVEL: options.logLevel } : {}),
+    SALLYPORT_CONFIG: options.configFile,
+    PORT: String(options.port),
+    ...options.env,
+  });
+  await ready(options.name);
 
   return {
     name: options.name,
     origin: `http://127.0.0.1:${options.port}`,
     port: options.port,
     child,
-    stdout: () => stdout,
-    stderr: () => stderr,
+    stdout,
+    stderr,
     exited,
     running,
     async stop() {
