@@ -156,6 +156,8 @@ export function createAuthRecordStore(deps: {
     async restore(record) {
       const ttl = { ttl: remaining(record) };
       if (record.createdAt + lifetime <= Math.floor(Date.now() / 1000)) return;
+      // A newer sign-in in this session owns the key and the indexes now.
+      if ((await store.get(keys.authRecord(record.sessionUid))) !== null) return;
       if (record.sid) await store.sAdd(keys.authRecordsByUpstreamSid(record.idp, record.sid), record.sessionUid, ttl);
       await store.sAdd(keys.authRecordsByUpstreamSub(record.idp, record.sub), record.sessionUid, ttl);
       for (const sid of Object.values(record.clientSids)) await store.set(keys.authRecordBySid(sid), record.sessionUid, ttl);

@@ -234,6 +234,26 @@ export function describeDomainStoreConformance(name: string, makeStore: () => Pr
       expect(await records.remove('uid-1')).toBeUndefined();
     });
 
+    it('restore puts a removed record back with every index and its original expiry, but never over a newer one', async () => {
+      const { store, keys, records } = await setup();
+      await records.save(input());
+      await records.addClientSid('uid-1', 'rp-a', 'our-sid-a');
+      const ttlBefore = await store.ttl(keys.authRecord('uid-1'));
+      const removed = (await records.remove('uid-1'))!;
+      await records.restore(removed);
+      expect(await records.get('uid-1')).toEqual(removed);
+      expect((await records.findBySid('our-sid-a'))?.sessionUid).toBe('uid-1');
+      expect(await records.sessionUidsByUpstreamSid('okta', 'up-sid')).toEqual(['uid-1']);
+      expect(await records.sessionUidsByUpstreamSub('okta', 'up-sub')).toEqual(['uid-1']);
+      expect(await store.ttl(keys.authRecord('uid-1'))).toBeLessThanOrEqual(ttlBefore);
+      // A sign-in in the same session since then wrote a newer record: it stays.
+      await records.remove('uid-1');
+      await records.save(input({ sub: 'newer-sub' }));
+      await records.restore(removed);
+      expect((await records.get('uid-1'))?.sub).toBe('newer-sub');
+      expect(await records.sessionUidsByUpstreamSub('okta', 'up-sub')).toEqual([]);
+    });
+
     it('encrypts the upstream id_token at rest when a key is configured, and decrypts after key rotation', async () => {
       const { store, keys, records } = await setup([KEY]);
       await records.save(input({ idToken: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig' }));
