@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as oidc from 'openid-client';
 import { describeRedis } from './support/redis.ts';
 import { startRedisServer, type RedisServer } from './support/redis-server.ts';
-import { SECRET, startSallyport, type RunningSallyport } from './support/sallyport.ts';
+import { becomesReady, SECRET, startSallyport, type RunningSallyport } from './support/sallyport.ts';
 import { federatedSignIn, startFederationEnv, submitLogoutForm, type FederationEnv } from './support/federation-env.ts';
 import type { Stall } from './support/upstream-op.ts';
 
@@ -54,12 +54,7 @@ describeRedis('Redis outage', () => {
       await redis.restart();
     }
     // ioredis reconnects by itself; the next requests work again.
-    let recovered = false;
-    for (let i = 0; i < 50 && !recovered; i++) {
-      recovered = (await fetch(`${sp.issuer}/readyz`)).status === 200;
-      if (!recovered) await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(recovered).toBe(true);
+    expect(await becomesReady(sp.issuer)).toBe(true);
     expect((await oidc.clientCredentialsGrant(service, {})).access_token).toBeTruthy();
   });
 });

@@ -15,7 +15,7 @@ import { UPSTREAM_PASSWORD, federatedSignIn, submitLogoutForm, type SignInEnv } 
 import { redisServerAvailable, startRedisServer, type RedisServer } from './support/redis-server.ts';
 import { startRoundRobinProxy, type ProxiedRequest, type RequestMatch, type RoundRobinProxy } from './support/round-robin-proxy.ts';
 import { startTestRp, type TestRp } from './support/rp.ts';
-import { SECRET, freePort } from './support/sallyport.ts';
+import { SECRET, becomesReady, freePort } from './support/sallyport.ts';
 import { startSallyportProcess, writeConfigFile, type SallyportProcess } from './support/sallyport-process.ts';
 import { startUpstreamOp, type UpstreamOp } from './support/upstream-op.ts';
 import { UserAgent, type Page } from './support/user-agent.ts';
@@ -182,12 +182,7 @@ describe.runIf(redisServerAvailable())('three Sallyport processes behind a round
   /** Until every process answers /readyz (after Redis came back). */
   async function allReady(): Promise<void> {
     for (const p of Object.values(instances).filter((i) => i.running())) {
-      let ready = false;
-      for (let i = 0; i < 100 && !ready; i++) {
-        ready = (await fetch(`${p.origin}/readyz`)).status === 200;
-        if (!ready) await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(ready, `${p.name} ready again`).toBe(true);
+      expect(await becomesReady(p.origin, 10_000), `${p.name} ready again`).toBe(true);
     }
   }
 

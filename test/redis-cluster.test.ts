@@ -17,7 +17,7 @@ import { describeDomainStoreConformance } from './conformance/oidc-adapter.confo
 import { closedPort, describeWithRedisServer, startRedisCluster, type RedisCluster } from './support/redis-cluster.ts';
 import { uniquePrefix } from './support/redis.ts';
 import { signIn, startTestRp, type TestRp } from './support/rp.ts';
-import { COOKIE_KEY, PASSWORD, SECRET, startSallyport, type RunningSallyport } from './support/sallyport.ts';
+import { becomesReady, COOKIE_KEY, PASSWORD, SECRET, startSallyport, type RunningSallyport } from './support/sallyport.ts';
 import { parseForms } from './support/user-agent.ts';
 
 const CLUSTER_PASSWORD = 'cluster-secret-4c1d7e';
@@ -247,12 +247,7 @@ describeWithRedisServer('Redis Cluster (3 masters)', () => {
         await victim.restart();
       }
       await cluster.waitUntilOk();
-      let recovered = false;
-      for (let i = 0; i < 100 && !recovered; i++) {
-        recovered = (await fetch(`${sp.issuer}/readyz`)).status === 200;
-        if (!recovered) await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(recovered).toBe(true);
+      expect(await becomesReady(sp.issuer)).toBe(true);
       expect((await oidc.clientCredentialsGrant(service, {})).access_token).toBeTruthy();
     });
   });

@@ -16,7 +16,7 @@ import { closedPort, describeWithRedisServer } from './support/redis-cluster.ts'
 import { startRedisSentinel, type RedisSentinelSetup } from './support/redis-sentinel.ts';
 import { uniquePrefix } from './support/redis.ts';
 import { signIn, startTestRp, type TestRp } from './support/rp.ts';
-import { COOKIE_KEY, PASSWORD, startSallyport, type RunningSallyport } from './support/sallyport.ts';
+import { becomesReady, COOKIE_KEY, PASSWORD, startSallyport, type RunningSallyport } from './support/sallyport.ts';
 
 const DATA_PASSWORD = 'sentinel-data-secret-91b2';
 const SENTINEL_PASSWORD = 'sentinel-own-secret-5e0c';
@@ -178,12 +178,7 @@ describeWithRedisServer('Redis Sentinel (master, replica, one sentinel)', () => 
       // The connection to the demoted master is dropped by the sentinel; the store asks
       // the sentinel again and reaches the new master. Requests caught in between may
       // get a 503; readiness returns once the new master answers.
-      let ready = false;
-      for (let i = 0; i < 100 && !ready; i++) {
-        ready = (await fetch(`${sp.issuer}/readyz`)).status === 200;
-        if (!ready) await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(ready).toBe(true);
+      expect(await becomesReady(sp.issuer, 10_000)).toBe(true);
 
       // Data written before the failover was replicated: the token and session still work.
       expect(await oidc.fetchUserInfo(web, tokens!.access_token, sub)).toMatchObject({ sub });

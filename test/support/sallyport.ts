@@ -141,3 +141,13 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((resolve) => probe.close(() => resolve()));
   return port;
 }
+
+/** Polls `${origin}/readyz` until it answers 200 (true) or `timeoutMs` passes (false). */
+export async function becomesReady(origin: string, timeoutMs = 20_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await fetch(`${origin}/readyz`)).status === 200) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
